@@ -1,0 +1,25 @@
+# One command sets up and runs the main job; one sets up and runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= cpu
+RESULTS ?= results
+
+.PHONY: book test lint clean-results
+
+$(BIN)/tripletlib: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[book,dev,jax]"
+	touch $(BIN)/tripletlib
+
+## The main job: the whole book on the default (cpu) profile, results under results/.
+book: $(BIN)/tripletlib
+	$(BIN)/tripletlib book --profile $(PROFILE) --out $(RESULTS)
+
+## The tests: unit tests, both backends, the notebooks (nbval) and the ci-profile book batch.
+test: $(BIN)/tripletlib
+	bash scripts/test.sh
+
+lint: $(BIN)/tripletlib
+	$(BIN)/ruff check tripletlib tests benchmarks data_scripts

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test suite, as `make test` runs it (and CI through .ci/run): lint, unit tests under TensorFlow,
+# the backend-agnostic part again under JAX, the slow "it learns" and book-batch tests, then nbval.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+export TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
+
+step "ruff"
+$BIN/ruff check tripletlib tests benchmarks data_scripts
+
+step "unit tests, KERAS_BACKEND=tensorflow"
+KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m "not slow" -q
+
+step "losses, augmentation and one training step, KERAS_BACKEND=jax"
+KERAS_BACKEND=jax $BIN/python -m pytest tests/test_losses.py tests/test_augment.py \
+    tests/test_backend_step.py -q
+
+step "slow tests: a trained model beats the untrained one; the ci-profile book batch"
+KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m slow -q
+
+step "notebooks (nbval, outputs of the ci profile)"
+KERAS_BACKEND=tensorflow $BIN/python -m pytest --nbval-lax --sanitize-with book/sanitize.cfg \
+    book -q -p no:cacheprovider

@@ -1,0 +1,2 @@
+"""tripletlib"""
+__version__ = "0.1.0"

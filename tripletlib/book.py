@@ -1,0 +1,119 @@
+"""Run the book: every `book/NN_*.ipynb` in order through papermill, then the thesis tables.
+
+`tripletlib book --profile cpu --out results/` is the README's main command. Each notebook gets the
+same parameters (PROFILE, DATA_ROOT, OUTPUT_DIR, SEED); trained models are shared between notebooks
+through OUTPUT_DIR/runs/<row>/ (training returns a finished run instead of training it twice).
+Layout of OUTPUT_DIR: notebooks/ (executed copies), tables/, figures/, runs/, records/, data/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+
+
+class BookError(RuntimeError):
+    """A notebook failed; the message names the notebook, the cell and the executed copy."""
+
+
+@dataclass
+class BookResult:
+    out_dir: Path
+    notebooks: list[Path] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    tables: dict[str, Path] = field(default_factory=dict)
+
+
+def default_book_dir() -> Path:
+    """The repository's `book/` folder (this package is installed editable from the repo)."""
+    candidates = [Path.cwd() / "book", Path(__file__).resolve().parent.parent / "book"]
+    for candidate in candidates:
+        if any(candidate.glob(NOTEBOOK_GLOB)):
+            return candidate
+    raise FileNotFoundError(
+        f"no book notebooks ({NOTEBOOK_GLOB}) found in {[str(c) for c in candidates]}; "
+        "pass --book DIR"
+    )
+
+
+def list_notebooks(book_dir: str | Path, only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks in order; `only` keeps those whose name starts with a given prefix."""
+    notebooks = sorted(Path(book_dir).glob(NOTEBOOK_GLOB))
+    if only:
+        notebooks = [nb for nb in notebooks if any(nb.name.startswith(p) for p in only)]
+        if not notebooks:
+            raise ValueError(f"no notebook in {book_dir} starts with any of {only}")
+    if not notebooks:
+        raise FileNotFoundError(f"no notebooks matching {NOTEBOOK_GLOB} in {book_dir}")
+    return notebooks
+
+
+def run_book(
+    profile: str = "cpu",
+    out_dir: str | Path = "results",
+    data_root: str | Path | None = None,
+    book_dir: str | Path | None = None,
+    seed: int = 0,
+    only: list[str] | None = None,
+    progress: bool = True,
+) -> BookResult:
+    """Execute the notebooks with papermill, keep the executed copies, write tables 4.1-4.4."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from tripletlib.tables import load_run_metrics, write_thesis_tables
+
+    out_dir = Path(out_dir).resolve()
+    book_dir = Path(book_dir) if book_dir else default_book_dir()
+    notebooks = list_notebooks(book_dir, only)
+    executed_dir = out_dir / "notebooks"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {
+        "PROFILE": profile,
+        "DATA_ROOT": str(Path(data_root).resolve()) if data_root else None,
+        "OUTPUT_DIR": str(out_dir),
+        "SEED": seed,
+    }
+    result = BookResult(out_dir=out_dir)
+    started = time.perf_counter()
+    for number, notebook in enumerate(notebooks, start=1):
+        target = executed_dir / notebook.name
+        if progress:
+            print(f"[{number}/{len(notebooks)}] {notebook.name} ...", flush=True)
+        notebook_start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(target),
+                parameters=parameters,
+                kernel_name="python3",
+                progress_bar=False,
+                cwd=str(book_dir),
+            )
+        except PapermillExecutionError as error:
+            raise BookError(
+                f"{notebook.name} failed in cell {error.exec_count} "
+                f"({error.ename}: {error.evalue}); the executed copy is {target}"
+            ) from error
+        elapsed = time.perf_counter() - notebook_start
+        result.notebooks.append(target)
+        result.seconds[notebook.name] = round(elapsed, 1)
+        if progress:
+            print(f"    done in {elapsed:.0f} s", flush=True)
+
+    runs = load_run_metrics(sorted((out_dir / "runs").glob("*/metrics.json")))
+    result.tables = write_thesis_tables(runs, out_dir / "tables")
+    total = time.perf_counter() - started
+    (out_dir / "book_run.json").write_text(
+        json.dumps(
+            {"profile": profile, "seed": seed, "seconds": result.seconds, "total_seconds": total},
+            indent=2,
+        )
+    )
+    if progress:
+        print(f"book finished in {total / 60:.1f} min; tables in {out_dir / 'tables'}")
+    return result

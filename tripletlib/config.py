@@ -1,0 +1,188 @@
+"""Named training profiles: the thesis recipe (Section 3.3.1) and two small CPU profiles.
+
+The `thesis` profile keeps the thesis' values: 256x128 inputs, ImageNet weights, Adam at 1e-4 halved
+half-way through (every 50 of 100 epochs), 32 triplets per batch offline, P = K = 8 online, the first
+10 layers frozen, 30 % hard triplets in the second offline iteration.
+
+The `ci` and `cpu` profiles train from scratch on the synthetic Market-shaped dataset on two CPU
+cores. Without ImageNet weights the thesis' learning rate barely moves a ResNet-50 in a few hundred
+steps, so they use 1e-3 and BatchNorm momentum 0.9 (measured: docs/benchmarks.md), 64x32 inputs and
+fewer, shorter epochs. Their numbers are about the method on synthetic data, never Market-1501's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every setting a training row needs; `resolve_profile` returns one by name."""
+
+    name: str
+    image_height: int
+    image_width: int
+    weights: str | None
+    learning_rate: float
+    epochs: int
+    steps_per_epoch: int | None
+    batchnorm_momentum: float
+    triplet_batch_size: int = 32
+    pk_identities: int = 8
+    pk_images: int = 8
+    lr_decay_factor: float = 0.5
+    lr_decay_fraction: float = 0.5
+    freeze_layers: int = 10
+    margin: float = 0.2
+    offline_iterations: int = 2
+    hard_fraction: float = 0.3
+    mining_neighbours: int = 10
+    augment: bool = True
+    validation_identity_fraction: float = 0.1
+    embed_batch_size: int = 128
+    dataset: str = "synthetic"
+    synthetic_train_ids: int = 60
+    synthetic_test_ids: int = 50
+    synthetic_seed: int = 0
+    description: str = ""
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.image_height, self.image_width, 3)
+
+    @property
+    def lr_decay_every_epochs(self) -> int:
+        """Epochs between halvings: 50 of the thesis' 100, scaled to the profile's epochs."""
+        return max(1, round(self.epochs * self.lr_decay_fraction))
+
+    def replace(self, **changes: Any) -> Profile:
+        """A copy with some fields changed (unknown names raise a clear ValueError)."""
+        unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown profile field(s) {unknown}; known: {profile_fields()}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def profile_fields() -> list[str]:
+    return [field.name for field in dataclasses.fields(Profile)]
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci",
+        image_height=64,
+        image_width=32,
+        weights=None,
+        learning_rate=1e-3,
+        epochs=2,
+        steps_per_epoch=25,
+        batchnorm_momentum=0.9,
+        triplet_batch_size=16,
+        pk_identities=8,
+        pk_images=4,
+        synthetic_train_ids=40,
+        synthetic_test_ids=30,
+        embed_batch_size=128,
+        description="CI and nbval: a couple of minutes per row on 2 CPU cores, synthetic data.",
+    ),
+    "cpu": Profile(
+        name="cpu",
+        image_height=64,
+        image_width=32,
+        weights=None,
+        learning_rate=1e-3,
+        epochs=4,
+        steps_per_epoch=40,
+        batchnorm_momentum=0.9,
+        triplet_batch_size=16,
+        pk_identities=8,
+        pk_images=4,
+        synthetic_train_ids=100,
+        synthetic_test_ids=80,
+        description="The book's default: the four thesis rows in about 20 minutes on 2 CPU cores.",
+    ),
+    "thesis": Profile(
+        name="thesis",
+        image_height=256,
+        image_width=128,
+        weights="imagenet",
+        learning_rate=1e-4,
+        epochs=100,
+        steps_per_epoch=None,
+        batchnorm_momentum=0.99,
+        triplet_batch_size=32,
+        pk_identities=8,
+        pk_images=8,
+        dataset="market1501",
+        description="The full recipe of Section 3.3.1: real Market-1501, ImageNet weights, a GPU.",
+    ),
+}
+
+
+def resolve_profile(name: str, **overrides: Any) -> Profile:
+    """The named profile, with optional field overrides (e.g. `epochs=1`)."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    profile = PROFILES[name]
+    return profile.replace(**overrides) if overrides else profile
+
+
+# The rows of thesis tables 4.1-4.3 (Section 4.2): backbone, loss, mining.
+THESIS_ROWS: dict[str, tuple[str, str, str]] = {
+    "mildnet-triplet-offline": ("mildnet", "triplet", "offline"),
+    "resnet50-triplet-offline": ("resnet50", "triplet", "offline"),
+    "resnet50-lossless-offline": ("resnet50", "lossless", "offline"),
+    "resnet50-batch-all-online": ("resnet50", "batch-all", "online"),
+}
+
+BACKBONE_CHOICES = ("resnet50", "mildnet")
+LOSS_CHOICES = ("triplet", "lossless", "batch-all", "batch-hard")
+MINING_CHOICES = ("offline", "online")
+OFFLINE_LOSSES = ("triplet", "lossless")
+ONLINE_LOSSES = ("batch-all", "batch-hard")
+
+
+def row_name(backbone: str, loss: str, mining: str) -> str:
+    """`resnet50-lossless-offline`: the key used in metrics files and tables."""
+    validate_row(backbone, loss, mining)
+    return f"{backbone}-{loss}-{mining}"
+
+
+def validate_row(backbone: str, loss: str, mining: str) -> None:
+    """Raise a clear ValueError for an unknown or inconsistent backbone/loss/mining choice."""
+    for value, choices, what in (
+        (backbone, BACKBONE_CHOICES, "backbone"),
+        (loss, LOSS_CHOICES, "loss"),
+        (mining, MINING_CHOICES, "mining"),
+    ):
+        if value not in choices:
+            raise ValueError(f"unknown {what} {value!r}; choose one of {list(choices)}")
+    if mining == "offline" and loss not in OFFLINE_LOSSES:
+        raise ValueError(
+            f"loss {loss!r} works on PK batches, so it needs --mining online "
+            f"(offline mining trains on triplets with one of {list(OFFLINE_LOSSES)})"
+        )
+    if mining == "online" and loss not in ONLINE_LOSSES:
+        raise ValueError(
+            f"loss {loss!r} works on (anchor, positive, negative) triplets, so it needs --mining "
+            f"offline (online mining uses one of {list(ONLINE_LOSSES)})"
+        )
+
+# A file that `tripletlib synth` writes into the dataset root: its presence marks every number computed
+# on that folder as synthetic, so that no table can present it as a Market-1501 result.
+SYNTHETIC_MARKER = "tripletlib-synthetic.json"
+
+
+def dataset_kind(data_root: str | Path) -> str:
+    """'synthetic' when the folder carries the generator's marker file, else 'market1501'."""
+    return "synthetic" if (Path(data_root) / SYNTHETIC_MARKER).is_file() else "market1501"
