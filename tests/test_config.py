@@ -1,0 +1,56 @@
+import pytest
+
+from tripletlib import config
+
+
+def test_thesis_profile_keeps_the_thesis_recipe():
+    thesis = config.resolve_profile("thesis")
+    assert thesis.input_shape == (256, 128, 3)
+    assert thesis.weights == "imagenet"
+    assert thesis.learning_rate == pytest.approx(1e-4)
+    assert thesis.epochs == 100 and thesis.lr_decay_every_epochs == 50
+    assert thesis.triplet_batch_size == 32
+    assert (thesis.pk_identities, thesis.pk_images) == (8, 8)
+    assert thesis.freeze_layers == 10 and thesis.hard_fraction == pytest.approx(0.3)
+    assert thesis.dataset == "market1501"
+
+
+def test_decay_interval_scales_with_epochs():
+    assert config.resolve_profile("ci", epochs=2).lr_decay_every_epochs == 1
+    assert config.resolve_profile("ci", epochs=10).lr_decay_every_epochs == 5
+
+
+def test_unknown_profile_and_field_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
+        config.resolve_profile("gpu")
+    with pytest.raises(ValueError, match="unknown profile field"):
+        config.resolve_profile("ci", epoch=3)
+
+
+@pytest.mark.parametrize(
+    "row", ["mildnet-triplet-offline", "resnet50-lossless-offline", "resnet50-batch-all-online"]
+)
+def test_thesis_rows_are_valid(row):
+    backbone, loss, mining = config.THESIS_ROWS[row]
+    assert config.row_name(backbone, loss, mining) == row
+
+
+@pytest.mark.parametrize(
+    "backbone, loss, mining, message",
+    [
+        ("vgg", "triplet", "offline", "unknown backbone"),
+        ("resnet50", "hinge", "offline", "unknown loss"),
+        ("resnet50", "triplet", "sideways", "unknown mining"),
+        ("resnet50", "batch-all", "offline", "needs --mining online"),
+        ("resnet50", "lossless", "online", "needs --mining offline"),
+    ],
+)
+def test_invalid_rows_are_rejected(backbone, loss, mining, message):
+    with pytest.raises(ValueError, match=message):
+        config.validate_row(backbone, loss, mining)
+
+
+def test_dataset_kind_follows_the_marker(tmp_path):
+    assert config.dataset_kind(tmp_path) == "market1501"
+    (tmp_path / config.SYNTHETIC_MARKER).write_text("{}")
+    assert config.dataset_kind(tmp_path) == "synthetic"

@@ -1,0 +1,352 @@
+"""The thesis' result tables (Tables 4.1-4.4, Chapter 4) beside the numbers of our own runs.
+
+The published numbers are constants (percent, as printed in the thesis). Our numbers come from the
+`metrics.json` files that `tripletlib train` writes (schema in docs/design.md; fractions in [0, 1]).
+Each of our cells says which dataset, profile and protocol produced it, taken from the metrics file:
+a synthetic number is never presented as a Market-1501 number. A row that was not run reads
+"not run"; no number is ever made up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+NOT_RUN = "not run"
+METRICS_FILE = "metrics.json"
+REQUIRED_KEYS = (
+    "row",
+    "backbone",
+    "loss",
+    "mining",
+    "profile",
+    "dataset",
+    "protocol",
+    "seed",
+    "trained",
+)
+REQUIRED_METRICS = ("rank1", "rank5", "mAP")
+FINAL_ROW = "resnet50-lossless-offline"  # the thesis' final model (Section 4.2.3)
+TRAINED_ROWS = (
+    "mildnet-triplet-offline",
+    "resnet50-triplet-offline",
+    "resnet50-lossless-offline",
+    "resnet50-batch-all-online",
+)
+
+
+@dataclass(frozen=True)
+class ThesisResult:
+    """One published result in percent; `row` is our experiment that reproduces it, if any."""
+
+    name: str
+    rank1: float
+    mean_average_precision: float
+    rank5: float | None = None
+    year: str = "-"
+    row: str | None = None
+
+
+@dataclass(frozen=True)
+class ThesisTable:
+    """A table of Chapter 4: its number, caption, first column header and published rows."""
+
+    number: str
+    caption: str
+    row_header: str
+    results: tuple[ThesisResult, ...]
+
+
+THESIS_TABLES: dict[str, ThesisTable] = {
+    "4.1": ThesisTable(
+        "4.1",
+        "Evaluation metrics for systems trained with two different base architectures",
+        "Base architecture",
+        (
+            ThesisResult("MILDNet", 79.5, 70.3, rank5=85.4, row="mildnet-triplet-offline"),
+            ThesisResult("ResNet-50", 86.6, 75.9, rank5=91.2, row="resnet50-triplet-offline"),
+        ),
+    ),
+    "4.2": ThesisTable(
+        "4.2",
+        "Evaluation metrics for model with two different loss functions",
+        "Loss function",
+        (
+            ThesisResult("Triplet loss", 86.6, 75.9, rank5=91.2, row="resnet50-triplet-offline"),
+            ThesisResult(
+                "Lossless triplet loss", 92.1, 81.9, rank5=96.5, row="resnet50-lossless-offline"
+            ),
+        ),
+    ),
+    "4.3": ThesisTable(
+        "4.3",
+        "Evaluation metrics for model with two different mining approaches",
+        "Mining technique",
+        (
+            ThesisResult("Online mining", 91.3, 79.7, rank5=95.8, row="resnet50-batch-all-online"),
+            ThesisResult("Offline mining", 92.1, 81.9, rank5=96.5, row="resnet50-lossless-offline"),
+        ),
+    ),
+    "4.4": ThesisTable(
+        "4.4",
+        "State-of-the-art comparison to the thesis work",
+        "Method",
+        (
+            ThesisResult("SGGNN [56]", 92.3, 82.2, year="2018"),
+            ThesisResult("Aligned Re-Id [57]", 91.8, 79.3, year="2017"),
+            ThesisResult("OSNet [58]", 94.0, 83.4, year="2019"),
+            ThesisResult("AANet [10]", 93.7, 82.9, year="2019"),
+            ThesisResult("Thesis work", 92.1, 81.9, row=FINAL_ROW),
+        ),
+    ),
+}
+
+
+def _is_fraction(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0.0 <= value <= 1.0
+    )
+
+
+def validate_run_metrics(metrics: Any, source: str) -> dict[str, Any]:
+    """Check one run's metrics against the `metrics.json` schema; `source` names it in errors."""
+    if not isinstance(metrics, Mapping):
+        raise ValueError(f"{source}: expected a JSON object, got {type(metrics).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in metrics]
+    if missing:
+        raise ValueError(
+            f"{source}: missing key(s) {missing}; a metrics file needs {list(REQUIRED_KEYS)}"
+        )
+    for key in ("row", "dataset", "profile", "protocol"):
+        if not isinstance(metrics[key], str) or not metrics[key].strip():
+            raise ValueError(f"{source}: {key!r} must be a non-empty string, got {metrics[key]!r}")
+    trained = metrics["trained"]
+    if not isinstance(trained, Mapping):
+        raise ValueError(f"{source}: 'trained' must be an object with {list(REQUIRED_METRICS)}")
+    missing = [key for key in REQUIRED_METRICS if key not in trained]
+    if missing:
+        raise ValueError(f"{source}: 'trained' is missing key(s) {missing}")
+    for key in REQUIRED_METRICS:
+        if not _is_fraction(trained[key]):
+            raise ValueError(
+                f"{source}: trained[{key!r}] must be a fraction in [0, 1], got {trained[key]!r}"
+            )
+    return dict(metrics)
+
+
+def _metrics_files(path: Path) -> list[Path]:
+    if not path.exists():
+        raise ValueError(
+            f"{path}: no such file or directory (expected {METRICS_FILE} or a run folder)"
+        )
+    if path.is_file():
+        return [path]
+    files = sorted(path.rglob(METRICS_FILE))
+    if not files:
+        raise ValueError(f"{path}: no {METRICS_FILE} in this folder or below")
+    return files
+
+
+def load_run_metrics(paths_or_dirs: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Read and validate `metrics.json` files: files, run folders or folders of run folders.
+
+    Each dict is the file's content plus ``metrics_path``. Missing keys raise `ValueError`
+    naming the file.
+    """
+    if isinstance(paths_or_dirs, str | Path):
+        paths_or_dirs = [paths_or_dirs]
+    files: list[Path] = []
+    for path in paths_or_dirs:
+        for file in _metrics_files(Path(path)):
+            if file.resolve() not in {seen.resolve() for seen in files}:
+                files.append(file)
+    runs = []
+    for file in files:
+        try:
+            content = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{file}: not valid JSON ({error})") from error
+        run = validate_run_metrics(content, str(file))
+        run["metrics_path"] = str(file)
+        runs.append(run)
+    return runs
+
+
+def dataset_name(dataset: str) -> str:
+    """Display name of a metrics file's dataset: "Market-1501" only for Market-1501 spellings."""
+    compact = dataset.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
+    if compact == "market1501":
+        return "Market-1501"
+    return dataset.strip()
+
+
+def _percent(fraction: float) -> float:
+    """A fraction as a percentage with one decimal (0.8665 -> 86.7)."""
+    return round(100.0 * fraction, 1)
+
+
+def _runs_by_row(runs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    by_row: dict[str, dict[str, Any]] = {}
+    for index, run in enumerate(runs):
+        source = f"runs[{index}]"
+        if isinstance(run, Mapping) and "metrics_path" in run:
+            source = str(run["metrics_path"])
+        run = validate_run_metrics(run, source)
+        row = run["row"]
+        if row in by_row:
+            first = by_row[row].get("metrics_path", "an earlier run")
+            raise ValueError(f"two runs for row {row!r}: {first} and {source}; pass only one")
+        by_row[row] = run
+    unknown = sorted(set(by_row) - set(TRAINED_ROWS))
+    if unknown:
+        warnings.warn(f"runs {unknown} are not rows of the thesis tables; left out", stacklevel=3)
+    return by_row
+
+
+def _our_cells(run: Mapping[str, Any] | None) -> dict[str, Any]:
+    if run is None:
+        return dict.fromkeys(("rank1", "rank5", "mAP", "dataset", "profile", "protocol"), NOT_RUN)
+    trained = run["trained"]
+    return {
+        "rank1": _percent(trained["rank1"]),
+        "rank5": _percent(trained["rank5"]),
+        "mAP": _percent(trained["mAP"]),
+        "dataset": dataset_name(run["dataset"]),
+        "profile": run["profile"],
+        "protocol": run["protocol"],
+    }
+
+
+def _side_by_side(table: ThesisTable, by_row: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Tables 4.1-4.3: each published row beside our run of the same experiment."""
+    records = []
+    for result in table.results:
+        ours = _our_cells(by_row.get(result.row))
+        records.append(
+            {
+                table.row_header: result.name,
+                "Rank-1 thesis": result.rank1,
+                "Rank-5 thesis": result.rank5,
+                "mAP thesis": result.mean_average_precision,
+                "Rank-1 this run": ours["rank1"],
+                "Rank-5 this run": ours["rank5"],
+                "mAP this run": ours["mAP"],
+                "run": result.row,
+                "dataset": ours["dataset"],
+                "profile": ours["profile"],
+                "protocol": ours["protocol"],
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def _state_of_the_art(table: ThesisTable, by_row: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Table 4.4: the literature and the thesis, plus our run of the thesis' final model."""
+    records = []
+    for result in table.results:
+        records.append(
+            {
+                table.row_header: result.name,
+                "Year": result.year,
+                "Rank-1 (%)": result.rank1,
+                "mAP (%)": result.mean_average_precision,
+                "source": "thesis" if result.row else "published",
+                "dataset": "Market-1501",
+                "profile": "-",
+                "protocol": "-",
+            }
+        )
+    ours = _our_cells(by_row.get(FINAL_ROW))
+    records.append(
+        {
+            table.row_header: f"This run ({FINAL_ROW})",
+            "Year": "-",
+            "Rank-1 (%)": ours["rank1"],
+            "mAP (%)": ours["mAP"],
+            "source": "this run",
+            "dataset": ours["dataset"],
+            "profile": ours["profile"],
+            "protocol": ours["protocol"],
+        }
+    )
+    return pd.DataFrame.from_records(records)
+
+
+def build_thesis_tables(runs: Iterable[Mapping[str, Any]]) -> dict[str, pd.DataFrame]:
+    """Tables "4.1".."4.4": the thesis' numbers (Chapter 4) beside this project's runs.
+
+    `runs` are dicts as `load_run_metrics` returns them (at most one per row). Our metrics are
+    percentages with one decimal; a row without a run reads "not run". Each frame's
+    ``attrs["caption"]`` holds the thesis caption.
+    """
+    by_row = _runs_by_row(runs)
+    tables = {}
+    for number, table in THESIS_TABLES.items():
+        frame = (
+            _state_of_the_art(table, by_row) if number == "4.4" else _side_by_side(table, by_row)
+        )
+        frame.attrs["caption"] = f"Table {number}: {table.caption}"
+        tables[number] = frame
+    return tables
+
+
+def _markdown_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value).replace("|", "\\|")
+
+
+def format_markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub Markdown table; floats with one decimal, missing cells as "-"."""
+    header = "| " + " | ".join(_markdown_cell(column) for column in frame.columns) + " |"
+    separator = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = [
+        "| " + " | ".join(_markdown_cell(value) for value in record) + " |"
+        for record in frame.itertuples(index=False, name=None)
+    ]
+    return "\n".join([header, separator, *rows]) + "\n"
+
+
+def _notes(frame: pd.DataFrame) -> list[str]:
+    notes = ["Thesis and published numbers: Market-1501, as printed in the thesis (Chapter 4)."]
+    datasets = {str(name) for name in frame["dataset"]}
+    if any("synthetic" in name.lower() for name in datasets):
+        notes.append(
+            "Rows with dataset 'synthetic' were measured on synthetic Market-shaped data: they are "
+            "not Market-1501 numbers and not comparable with the thesis."
+        )
+    if NOT_RUN in datasets:
+        notes.append(f"'{NOT_RUN}': no metrics.json was given for that experiment row.")
+    return notes
+
+
+def write_thesis_tables(runs: Iterable[Mapping[str, Any]], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``table_4_1.md``/``.csv`` .. ``table_4_4.md``/``.csv``; returns file name -> path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for number, frame in build_thesis_tables(runs).items():
+        stem = "table_" + number.replace(".", "_")
+        markdown = out_dir / f"{stem}.md"
+        text = f"**{frame.attrs['caption']}** (thesis beside this run)\n\n"
+        text += (
+            format_markdown_table(frame) + "\n" + "\n".join(f"- {note}" for note in _notes(frame))
+        )
+        markdown.write_text(text + "\n", encoding="utf-8")
+        csv = out_dir / f"{stem}.csv"
+        frame.to_csv(csv, index=False)
+        written[markdown.name] = markdown
+        written[csv.name] = csv
+    return written
