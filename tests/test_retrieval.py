@@ -1,0 +1,161 @@
+"""Tests for tripletlib.retrieval: squared distances, exact and Annoy search (Section 3.3.2)."""
+
+import numpy as np
+import pytest
+
+from tripletlib.retrieval import (
+    annoy_search,
+    build_annoy_index,
+    exact_search,
+    query_annoy_index,
+    recall_at_k,
+    squared_distances,
+)
+
+
+def brute_force(queries, gallery):
+    difference = queries[:, None, :].astype(np.float64) - gallery[None, :, :]
+    return (difference**2).sum(axis=2)
+
+
+def clustered(seed, num_queries=40, num_gallery=400, dimension=16, num_clusters=20):
+    random = np.random.default_rng(seed)
+    centres = random.normal(size=(num_clusters, dimension)) * 3
+
+    def sample(count):
+        labels = random.integers(0, num_clusters, count)
+        return (centres[labels] + 0.1 * random.normal(size=(count, dimension))).astype(np.float32)
+
+    return sample(num_queries), sample(num_gallery)
+
+
+def test_squared_distances_hand_values():
+    queries = np.array([[0.0, 0.0], [1.0, 1.0]])
+    gallery = np.array([[3.0, 4.0], [1.0, 1.0], [0.0, 0.0]])
+    expected = [[25.0, 2.0, 0.0], [13.0, 0.0, 2.0]]
+    result = squared_distances(queries, gallery)
+    assert result.dtype == np.float32
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_squared_distances_match_brute_force_in_any_chunk_size():
+    queries, gallery = clustered(0, num_queries=23, num_gallery=31)
+    expected = brute_force(queries, gallery)
+    for chunk_size in (1, 5, 4096):
+        result = squared_distances(queries, gallery, chunk_size=chunk_size)
+        np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_squared_distances_never_negative():
+    random = np.random.default_rng(1)
+    vectors = (random.normal(size=(50, 64)) * 100).astype(np.float32)
+    assert squared_distances(vectors, vectors).min() >= 0.0
+
+
+def test_exact_search_equals_brute_force():
+    random = np.random.default_rng(2)
+    queries = random.normal(size=(30, 8)).astype(np.float32)
+    gallery = random.normal(size=(200, 8)).astype(np.float32)
+    indices, distances = exact_search(queries, gallery, k=7, chunk_size=4)
+    expected = np.argsort(brute_force(queries, gallery), axis=1, kind="stable")[:, :7]
+    assert indices.shape == (30, 7) and indices.dtype == np.int64
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(
+        distances, np.take_along_axis(brute_force(queries, gallery), indices, 1), rtol=1e-4
+    )
+    assert (np.diff(distances, axis=1) >= 0).all()
+
+
+def test_exact_search_whole_gallery_and_ties_by_index():
+    gallery = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, 0.0]])
+    indices, distances = exact_search(np.zeros((1, 2)), gallery, k=4)
+    # Three points tie at distance 1; they follow the gallery order after the exact match.
+    np.testing.assert_array_equal(indices, [[3, 0, 1, 2]])
+    np.testing.assert_array_equal(distances, [[0.0, 1.0, 1.0, 1.0]])
+
+
+def test_annoy_recall_is_high_on_clustered_data():
+    queries, gallery = clustered(3)
+    exact_indices, _ = exact_search(queries, gallery, k=10)
+    indices, distances = annoy_search(queries, gallery, k=10, n_trees=10, seed=0)
+    assert indices.shape == (40, 10) and indices.dtype == np.int64
+    assert recall_at_k(indices, exact_indices, 10) >= 0.95
+    # Annoy's distances are squared here, so they equal the exact squared distances.
+    expected = np.take_along_axis(brute_force(queries, gallery), indices, axis=1)
+    np.testing.assert_allclose(distances, expected, rtol=1e-3, atol=1e-4)
+    assert (np.diff(distances, axis=1) >= -1e-5).all()
+
+
+def test_annoy_is_deterministic_for_a_seed():
+    random = np.random.default_rng(4)
+    queries = random.normal(size=(20, 12)).astype(np.float32)
+    gallery = random.normal(size=(300, 12)).astype(np.float32)
+    first = annoy_search(queries, gallery, k=5, n_trees=3, seed=11)
+    second = annoy_search(queries, gallery, k=5, n_trees=3, seed=11)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+
+
+def test_annoy_angular_on_unit_vectors_gives_squared_euclidean():
+    queries, gallery = clustered(5, num_queries=10, num_gallery=100)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    indices, distances = annoy_search(queries, gallery, k=3, metric="angular", n_trees=5)
+    expected = np.take_along_axis(brute_force(queries, gallery), indices, axis=1)
+    np.testing.assert_allclose(distances, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_build_and_query_index_separately():
+    queries, gallery = clustered(6, num_queries=5, num_gallery=50)
+    index = build_annoy_index(gallery, n_trees=5, seed=1)
+    assert index.get_n_items() == 50
+    indices, _ = query_annoy_index(index, queries, k=2)
+    np.testing.assert_array_equal(
+        indices, annoy_search(queries, gallery, k=2, n_trees=5, seed=1)[0]
+    )
+    with pytest.raises(ValueError, match="dimension 3 but the Annoy index has 16"):
+        query_annoy_index(index, np.zeros((1, 3)), k=2)
+
+
+def test_recall_at_k_hand_values():
+    approx = np.array([[1, 2, 3], [5, 6, 7]])
+    exact = np.array([[3, 4, 1], [5, 6, 7]])
+    assert recall_at_k(approx, exact) == pytest.approx((2 / 3 + 1) / 2)
+    # k=1: {1} vs {3} and {5} vs {5}
+    assert recall_at_k(approx, exact, k=1) == 0.5
+
+
+@pytest.mark.parametrize(
+    "queries, gallery, keywords, message",
+    [
+        (np.zeros((2, 3)), np.zeros((4, 5)), {}, "queries have dimension 3 but gallery has 5"),
+        (np.full((2, 3), np.nan), np.zeros((4, 3)), {}, "queries has 6 NaN"),
+        (np.zeros((2, 3)), np.zeros((0, 3)), {}, "gallery must be a non-empty 2-D"),
+        (np.zeros(3), np.zeros((4, 3)), {}, "queries must be a non-empty 2-D"),
+        (np.zeros((2, 3)), np.zeros((4, 3)), {"k": 5}, "k=5 exceeds the gallery size 4"),
+        (np.zeros((2, 3)), np.zeros((4, 3)), {"k": 0}, "k must be a positive integer"),
+        (np.zeros((2, 3)), np.zeros((4, 3)), {"k": 2, "chunk_size": 0}, "chunk_size"),
+        (np.array([["a"]]), np.zeros((4, 1)), {}, "real numbers"),
+    ],
+)
+def test_exact_search_rejects_bad_input(queries, gallery, keywords, message):
+    with pytest.raises(ValueError, match=message):
+        exact_search(queries, gallery, **keywords)
+
+
+def test_squared_distances_and_annoy_reject_bad_input():
+    with pytest.raises(ValueError, match="gallery has 1 NaN or infinite values, first in row 2"):
+        squared_distances(np.zeros((1, 2)), np.array([[0, 0], [0, 0], [np.inf, 0]]))
+    with pytest.raises(ValueError, match="metric must be one of"):
+        annoy_search(np.zeros((1, 2)), np.zeros((3, 2)), k=1, metric="hamming")
+    with pytest.raises(ValueError, match="n_trees"):
+        build_annoy_index(np.zeros((3, 2)), n_trees=0)
+
+
+def test_recall_at_k_rejects_bad_input():
+    with pytest.raises(ValueError, match="same, non-zero number of queries"):
+        recall_at_k(np.zeros((2, 3), dtype=int), np.zeros((3, 3), dtype=int))
+    with pytest.raises(ValueError, match="k=4 exceeds"):
+        recall_at_k(np.zeros((2, 3), dtype=int), np.zeros((2, 3), dtype=int), k=4)
+    with pytest.raises(ValueError, match="2-D"):
+        recall_at_k(np.zeros(3, dtype=int), np.zeros(3, dtype=int))

@@ -1,0 +1,232 @@
+"""Nearest-neighbour search in the embedding space (Section 3.3.2).
+
+Distances are squared Euclidean, as in the thesis. `exact_search` is the brute-force ranked list;
+`annoy_search` uses Spotify's Annoy (random-projection trees, ref. [53]) for approximate
+neighbours. Annoy is imported only inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+ANNOY_METRICS = ("euclidean", "angular")
+
+
+def squared_distances(queries: Any, gallery: Any, chunk_size: int = 4096) -> np.ndarray:
+    """(Q, G) float32 squared Euclidean distances, ||q||^2 + ||g||^2 - 2 q.g, clipped at 0.
+
+    Computed ``chunk_size`` query rows at a time, in place, so only the result is held in memory.
+    """
+    queries, gallery = _check_pair(queries, gallery)
+    chunk_size = _positive_int("chunk_size", chunk_size)
+    query_norms = np.einsum("ij,ij->i", queries, queries)
+    gallery_norms = np.einsum("ij,ij->i", gallery, gallery)
+    result = np.empty((queries.shape[0], gallery.shape[0]), dtype=np.float32)
+    for start in range(0, queries.shape[0], chunk_size):
+        stop = min(start + chunk_size, queries.shape[0])
+        _squared_block(
+            queries[start:stop],
+            gallery,
+            query_norms[start:stop],
+            gallery_norms,
+            out=result[start:stop],
+        )
+    return result
+
+
+def exact_search(
+    queries: Any,
+    gallery: Any,
+    k: int = 10,
+    chunk_size: int = 1024,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest gallery rows per query: (indices (Q, k) int64, squared distances (Q, k)).
+
+    Ascending distance; equal distances are ordered by gallery index.
+    """
+    queries, gallery = _check_pair(queries, gallery)
+    k = _check_k(k, gallery.shape[0])
+    chunk_size = _positive_int("chunk_size", chunk_size)
+    gallery_norms = np.einsum("ij,ij->i", gallery, gallery)
+    indices = np.empty((queries.shape[0], k), dtype=np.int64)
+    distances = np.empty((queries.shape[0], k), dtype=np.float32)
+    starts = range(0, queries.shape[0], chunk_size)
+    for start in tqdm(starts, desc="exact search", unit="chunk", disable=not progress):
+        chunk = queries[start : start + chunk_size]
+        block = np.empty((chunk.shape[0], gallery.shape[0]), dtype=np.float32)
+        _squared_block(chunk, gallery, np.einsum("ij,ij->i", chunk, chunk), gallery_norms, block)
+        if k < gallery.shape[0]:
+            candidates = np.argpartition(block, k - 1, axis=1)[:, :k]
+        else:
+            candidates = np.broadcast_to(np.arange(k), block.shape).copy()
+        candidate_distances = np.take_along_axis(block, candidates, axis=1)
+        order = np.lexsort((candidates, candidate_distances), axis=1)
+        indices[start : start + chunk.shape[0]] = np.take_along_axis(candidates, order, axis=1)
+        distances[start : start + chunk.shape[0]] = np.take_along_axis(
+            candidate_distances, order, axis=1
+        )
+    return indices, distances
+
+
+def build_annoy_index(
+    gallery: Any,
+    metric: str = "euclidean",
+    n_trees: int = 50,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> Any:
+    """An `annoy.AnnoyIndex` over the gallery rows (item i = row i), built with ``n_trees`` trees.
+
+    ``n_jobs=1`` keeps the trees a pure function of ``seed``; more threads build faster.
+    """
+    import annoy
+
+    gallery = _check_matrix("gallery", gallery)
+    if metric not in ANNOY_METRICS:
+        raise ValueError(f"metric must be one of {ANNOY_METRICS}, got {metric!r}")
+    n_trees = _positive_int("n_trees", n_trees)
+    index = annoy.AnnoyIndex(gallery.shape[1], metric)
+    index.set_seed(int(seed))
+    for item, vector in enumerate(gallery):
+        index.add_item(item, vector)
+    index.build(n_trees, n_jobs=int(n_jobs))
+    return index
+
+
+def query_annoy_index(
+    index: Any,
+    queries: Any,
+    k: int = 10,
+    search_k: int = -1,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate k nearest items of a built index: (indices (Q, k) int64, squared distances).
+
+    Annoy reports plain (Euclidean or angular) distances; they are squared here. ``search_k=-1``
+    inspects ``n_trees * k`` nodes; larger is more accurate and slower.
+    """
+    queries = _check_matrix("queries", queries)
+    if queries.shape[1] != index.f:
+        raise ValueError(
+            f"queries have dimension {queries.shape[1]} but the Annoy index has {index.f}"
+        )
+    k = _check_k(k, index.get_n_items())
+    indices = np.empty((queries.shape[0], k), dtype=np.int64)
+    distances = np.empty((queries.shape[0], k), dtype=np.float32)
+    for row in tqdm(range(queries.shape[0]), desc="annoy search", disable=not progress):
+        items, item_distances = index.get_nns_by_vector(
+            queries[row], k, search_k=int(search_k), include_distances=True
+        )
+        if len(items) < k:
+            raise ValueError(
+                f"Annoy returned only {len(items)} of k={k} neighbours for query {row}; "
+                "increase search_k or n_trees"
+            )
+        indices[row] = items
+        distances[row] = np.square(np.asarray(item_distances, dtype=np.float32))
+    return indices, distances
+
+
+def annoy_search(
+    queries: Any,
+    gallery: Any,
+    k: int = 10,
+    metric: str = "euclidean",
+    n_trees: int = 50,
+    search_k: int = -1,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate nearest neighbours with Annoy (Section 3.3.2); same outputs as `exact_search`.
+
+    Distances are squared (for ``metric="angular"`` on unit vectors they equal squared Euclidean).
+    """
+    queries, gallery = _check_pair(queries, gallery)
+    index = build_annoy_index(gallery, metric=metric, n_trees=n_trees, seed=seed)
+    return query_annoy_index(index, queries, k=k, search_k=search_k, progress=progress)
+
+
+def recall_at_k(approx_indices: Any, exact_indices: Any, k: int | None = None) -> float:
+    """Mean fraction of each query's exact k nearest neighbours found among its approximate k."""
+    approx_indices = np.asarray(approx_indices)
+    exact_indices = np.asarray(exact_indices)
+    if approx_indices.ndim != 2 or exact_indices.ndim != 2:
+        raise ValueError(
+            f"indices must be 2-D (queries, k), got {approx_indices.shape} and {exact_indices.shape}"
+        )
+    if approx_indices.shape[0] != exact_indices.shape[0] or approx_indices.shape[0] == 0:
+        raise ValueError(
+            f"approx_indices and exact_indices need the same, non-zero number of queries, got "
+            f"{approx_indices.shape[0]} and {exact_indices.shape[0]}"
+        )
+    available = min(approx_indices.shape[1], exact_indices.shape[1])
+    k = available if k is None else _positive_int("k", k)
+    if k > available:
+        raise ValueError(
+            f"k={k} exceeds the neighbours given ({approx_indices.shape[1]} approx, "
+            f"{exact_indices.shape[1]} exact)"
+        )
+    approx, exact = np.sort(approx_indices[:, :k], axis=1), np.sort(exact_indices[:, :k], axis=1)
+    found = [
+        np.intersect1d(a, e, assume_unique=True).size for a, e in zip(approx, exact, strict=True)
+    ]
+    return float(np.mean(found) / k)
+
+
+def _squared_block(
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    query_norms: np.ndarray,
+    gallery_norms: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    np.matmul(queries, gallery.T, out=out)
+    out *= -2.0
+    out += query_norms[:, None]
+    out += gallery_norms[None, :]
+    np.maximum(out, 0.0, out=out)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_k(k: Any, num_items: int) -> int:
+    k = _positive_int("k", k)
+    if k > num_items:
+        raise ValueError(f"k={k} exceeds the gallery size {num_items}")
+    return k
+
+
+def _check_matrix(name: str, values: Any) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 2-D array (rows, dimension), got {array.shape}"
+        )
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    finite = np.isfinite(array)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0, 0])
+        raise ValueError(
+            f"{name} has {np.count_nonzero(~finite)} NaN or infinite values, first in row {row}"
+        )
+    return array
+
+
+def _check_pair(queries: Any, gallery: Any) -> tuple[np.ndarray, np.ndarray]:
+    queries = _check_matrix("queries", queries)
+    gallery = _check_matrix("gallery", gallery)
+    if queries.shape[1] != gallery.shape[1]:
+        raise ValueError(
+            f"queries have dimension {queries.shape[1]} but gallery has {gallery.shape[1]}"
+        )
+    return queries, gallery
