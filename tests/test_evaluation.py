@@ -261,3 +261,28 @@ def test_no_valid_query_raises(evaluator):
         evaluator(**bad_input(query_pids=np.array([7, 8])))
     with pytest.raises(ValueError, match="none of the 1 queries"):
         evaluator(np.zeros((1, 2)), [1], [-1, -1], [1], [1, 2])
+
+
+def test_ranked_matches_drops_junk_and_flags_correct_matches():
+    from tripletlib.evaluation import ranked_matches
+
+    # one query (person 7, camera 1); gallery ordered by distance 0..4
+    distmat = np.array([[0.0, 1.0, 2.0, 3.0, 4.0]])
+    gallery_pids = np.array([7, -1, 3, 7, 0])  # same-camera 7 (junk), junk, wrong, right, distractor
+    gallery_camids = np.array([1, 2, 2, 3, 4])
+    indices, matches = ranked_matches(distmat, [7], gallery_pids, [1], gallery_camids, k=3)
+    assert indices.tolist() == [[2, 3, 4]]
+    assert matches.tolist() == [[False, True, False]]
+    naive_indices, naive_matches = ranked_matches(
+        distmat, [7], gallery_pids, [1], gallery_camids, k=3, protocol="naive"
+    )
+    assert naive_indices.tolist() == [[0, 2, 3]]
+    assert naive_matches.tolist() == [[True, False, True]]
+
+
+def test_ranked_matches_pads_short_lists():
+    from tripletlib.evaluation import ranked_matches
+
+    indices, matches = ranked_matches(np.array([[0.5, 0.1]]), [2], [5, 2], [1], [2, 3], k=4)
+    assert indices.tolist() == [[1, 0, -1, -1]]
+    assert matches.tolist() == [[False, True, False, False]]

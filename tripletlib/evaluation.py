@@ -232,9 +232,7 @@ def evaluate_naive_loop(
     for query in range(distances.shape[0]):
         order = np.argsort(distances[query], kind="stable")
         pids, camids = gallery_pids[order], gallery_camids[order]
-        junk = pids == JUNK_ID
-        if protocol == "market":
-            junk |= (pids == query_pids[query]) & (camids == query_camids[query])
+        junk = _junk_mask(pids, camids, query_pids[query], query_camids[query], protocol)
         matches = pids[~junk] == query_pids[query]
         if not matches.any():
             continue
@@ -255,6 +253,49 @@ def evaluate_naive_loop(
         num_skipped_queries=int((~valid).sum()),
         per_query_ap=_read_only(per_query_ap),
     )
+
+
+def ranked_matches(
+    distmat: Any,
+    query_pids: Any,
+    gallery_pids: Any,
+    query_camids: Any,
+    gallery_camids: Any,
+    k: int = 10,
+    protocol: str = "market",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top-k gallery columns of each query with junk removed, and whether each is correct.
+
+    This is the ranked list the metrics are computed on (Figs 4.4, 4.6, 4.9): `indices` (Q, k) are
+    gallery columns, `matches` (Q, k) is True where the gallery image shows the query's person.
+    Lists shorter than k (a tiny gallery) are padded with index -1 and match False.
+    """
+    distances, query_pids, gallery_pids, query_camids, gallery_camids = _validate(
+        distmat, query_pids, gallery_pids, query_camids, gallery_camids, 1, protocol,
+        "noninterpolated",
+    )
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    indices = np.full((distances.shape[0], k), -1, dtype=np.int64)
+    matches = np.zeros((distances.shape[0], k), dtype=bool)
+    for query in range(distances.shape[0]):
+        order = np.argsort(distances[query], kind="stable")
+        pids, camids = gallery_pids[order], gallery_camids[order]
+        junk = _junk_mask(pids, camids, query_pids[query], query_camids[query], protocol)
+        kept = order[~junk][:k]
+        indices[query, : kept.size] = kept
+        matches[query, : kept.size] = gallery_pids[kept] == query_pids[query]
+    return indices, matches
+
+
+def _junk_mask(
+    pids: np.ndarray, camids: np.ndarray, query_pid: int, query_camid: int, protocol: str
+) -> np.ndarray:
+    """Gallery entries removed from a query's list: id -1, and (market) same person, same camera."""
+    junk = pids == JUNK_ID
+    if protocol == "market":
+        junk |= (pids == query_pid) & (camids == query_camid)
+    return junk
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
