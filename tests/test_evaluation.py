@@ -285,4 +285,4 @@ def test_ranked_matches_pads_short_lists():
 
     indices, matches = ranked_matches(np.array([[0.5, 0.1]]), [2], [5, 2], [1], [2, 3], k=4)
     assert indices.tolist() == [[1, 0, -1, -1]]
-    assert matches.tolist() == [[False, True, False, False]]
+    assert matches.tolist() == [[True, False, False, False]]
