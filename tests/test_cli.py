@@ -1,0 +1,107 @@
+"""The command line: clear messages instead of tracebacks, and the synth -> summary round trip."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tripletlib.cli import main
+
+
+def test_bad_row_is_one_clear_line(capsys):
+    status = main(
+        [
+            "train",
+            "--backbone",
+            "resnet50",
+            "--loss",
+            "batch-all",
+            "--mining",
+            "offline",
+            "--data",
+            "nowhere",
+            "--out",
+            "unused",
+        ]
+    )
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "needs --mining online" in error and "Traceback" not in error
+
+
+def test_missing_dataset_names_the_folder(capsys, tmp_path):
+    missing = tmp_path / "no-such-market"
+    status = main(
+        [
+            "train",
+            "--backbone",
+            "resnet50",
+            "--loss",
+            "triplet",
+            "--mining",
+            "offline",
+            "--profile",
+            "ci",
+            "--data",
+            str(missing),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert status == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_unknown_choice_is_rejected_by_argparse():
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "train",
+                "--backbone",
+                "alexnet",
+                "--loss",
+                "triplet",
+                "--mining",
+                "offline",
+                "--data",
+                "x",
+                "--out",
+                "y",
+            ]
+        )
+    assert exit_info.value.code == 2
+
+
+def test_python_dash_m_runs_the_same_command():
+    completed = subprocess.run(
+        [sys.executable, "-m", "tripletlib", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "synth" in completed.stdout and "book" in completed.stdout
+
+
+def test_synth_then_summary_counts_the_files(tmp_path, capsys):
+    out = tmp_path / "market"
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(out),
+                "--train-ids",
+                "12",
+                "--test-ids",
+                "10",
+                "--seed",
+                "7",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert main(["summary", "--data", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "synthetic" in printed
+    for folder in ("bounding_box_train", "bounding_box_test", "query"):
+        count = len(list((out / folder).glob("*.jpg")))
+        assert count > 0
+        assert str(count) in printed

@@ -1,0 +1,299 @@
+"""Market-1501 file names and the metadata table (Sections 3.1.1 and 3.1.2, Fig. 3.4).
+
+A Market-1501 image is named ``0001_c1s1_001051_00.jpg``: person id (four digits; ``0000`` marks a
+distractor and ``-1`` a junk detection), camera ``c1``..``c6``, sequence ``s1``.., six-digit frame
+number and two-digit bounding-box index. `load_market1501` reads the three split folders into one
+`pandas.DataFrame` (one row per image) and reports every problem it finds in a single
+`MarketFormatError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+SPLIT_FOLDERS: dict[str, str] = {
+    "train": "bounding_box_train",
+    "gallery": "bounding_box_test",
+    "query": "query",
+    "gt_bbox": "gt_bbox",
+}
+DEFAULT_SPLITS: tuple[str, ...] = ("train", "gallery", "query")
+JUNK_ID = -1
+DISTRACTOR_ID = 0
+NUMBER_OF_CAMERAS = 6
+EXAMPLE_NAME = "0001_c1s1_001051_00.jpg"
+NAME_RULE = (
+    "<person id: 4 digits or -1>_c<camera 1-6>s<sequence>_<frame: 6 digits>_<box: 2 digits>.jpg, "
+    f"e.g. {EXAMPLE_NAME}"
+)
+# Files the official archive ships next to the images; they are skipped (logged at debug level).
+IGNORED_FILE_NAMES = frozenset({"Thumbs.db", "desktop.ini"})
+IGNORED_SUFFIXES = frozenset({".txt", ".mat", ".db"})
+METADATA_COLUMNS: dict[str, str] = {
+    "file_name": "str",
+    "file_path": "str",
+    "person_id": "int64",
+    "camera_id": "int64",
+    "sequence_id": "int64",
+    "frame_id": "int64",
+    "bbox_index": "int64",
+    "split": "str",
+}
+SIZE_COLUMNS: dict[str, str] = {"image_width": "int64", "image_height": "int64"}
+MAX_LISTED_PROBLEMS = 10
+
+_NAME_PATTERN = re.compile(r"^(-1|\d{4})_c(\d)s(\d+)_(\d{6})_(\d{2})\.jpg$")
+
+
+class MarketFormatError(ValueError):
+    """A Market-1501 folder or file name that does not follow the layout of Section 3.1.2.
+
+    `problems` holds every ``(path, what was wrong and what was expected)`` pair found; the message
+    lists the first `MAX_LISTED_PROBLEMS` of them and the total count.
+    """
+
+    def __init__(self, summary: str, problems: Sequence[tuple[str, str]] = ()):
+        self.problems = list(problems)
+        lines = [summary]
+        if self.problems:
+            lines[0] += f" ({len(self.problems)} problem(s))"
+            lines += [f"  {path}: {reason}" for path, reason in self.problems[:MAX_LISTED_PROBLEMS]]
+            if len(self.problems) > MAX_LISTED_PROBLEMS:
+                lines.append(f"  ... and {len(self.problems) - MAX_LISTED_PROBLEMS} more")
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class MarketName:
+    """The fields of a Market-1501 file name (Section 3.1.2)."""
+
+    person_id: int
+    camera_id: int
+    sequence_id: int
+    frame_id: int
+    bbox_index: int
+
+
+def _parse_or_reason(file_name: str) -> MarketName | str:
+    """The parsed name, or a sentence saying what is wrong with it and what was expected."""
+    match = _NAME_PATTERN.match(file_name)
+    if match is None:
+        return f"malformed file name; expected {NAME_RULE}"
+    person, camera, sequence, frame, box = (int(group) for group in match.groups())
+    if not 1 <= camera <= NUMBER_OF_CAMERAS:
+        return f"camera c{camera} in the file name; expected c1..c{NUMBER_OF_CAMERAS}"
+    if sequence < 1:
+        return f"sequence s{sequence} in the file name; expected s1 or higher"
+    return MarketName(person, camera, sequence, frame, box)
+
+
+def parse_market_name(file_name: str) -> MarketName:
+    """Split ``0001_c1s1_001051_00.jpg`` into its fields; raise `MarketFormatError` otherwise."""
+    parsed = _parse_or_reason(file_name)
+    if isinstance(parsed, str):
+        raise MarketFormatError(f"{file_name!r}: {parsed}")
+    return parsed
+
+
+def format_market_name(
+    person_id: int, camera_id: int, sequence_id: int, frame_id: int, bbox_index: int
+) -> str:
+    """Build a Market-1501 file name, e.g. ``(1, 1, 1, 1051, 0) -> "0001_c1s1_001051_00.jpg"``."""
+    checks = [
+        ("person_id", person_id, person_id == JUNK_ID or 0 <= person_id <= 9999, "-1 or 0..9999"),
+        ("camera_id", camera_id, 1 <= camera_id <= NUMBER_OF_CAMERAS, f"1..{NUMBER_OF_CAMERAS}"),
+        ("sequence_id", sequence_id, sequence_id >= 1, ">= 1"),
+        ("frame_id", frame_id, 0 <= frame_id <= 999_999, "0..999999"),
+        ("bbox_index", bbox_index, 0 <= bbox_index <= 99, "0..99"),
+    ]
+    for name, value, valid, expected in checks:
+        if isinstance(value, bool) or int(value) != value or not valid:
+            raise ValueError(
+                f"{name}={value!r} cannot be written in a Market-1501 name; expected {expected}"
+            )
+    person = "-1" if person_id == JUNK_ID else f"{int(person_id):04d}"
+    return f"{person}_c{int(camera_id)}s{int(sequence_id)}_{int(frame_id):06d}_{int(bbox_index):02d}.jpg"
+
+
+def _is_ignored(path: Path) -> bool:
+    return (
+        path.name.startswith(".")
+        or path.name in IGNORED_FILE_NAMES
+        or path.suffix.lower() in IGNORED_SUFFIXES
+    )
+
+
+def _read_image_size(path: Path, decode: bool) -> tuple[int, int]:
+    """(width, height) from the header; `decode` also decodes every pixel to catch truncation."""
+    with Image.open(path) as image:
+        if decode:
+            image.load()
+        return image.size
+
+
+def load_market1501(
+    root: str | Path,
+    splits: Sequence[str] = DEFAULT_SPLITS,
+    with_image_size: bool = False,
+    check_images: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Read a Market-1501 folder into the metadata table of Fig. 3.4 (Section 3.1.2).
+
+    Columns: ``file_name, file_path, person_id, camera_id, sequence_id, frame_id, bbox_index,
+    split`` (+ ``image_width, image_height`` with `with_image_size`); rows sorted by split (in the
+    order of `splits`) and file name. `check_images` decodes every image. Problems (missing folder,
+    malformed name, unreadable image, empty split) are collected into one `MarketFormatError`.
+    """
+    root = Path(root).expanduser()
+    if isinstance(splits, str):
+        splits = (splits,)
+    unknown = [split for split in splits if split not in SPLIT_FOLDERS]
+    if unknown or not splits or len(set(splits)) != len(splits):
+        raise ValueError(
+            f"splits {tuple(splits)!r}; expected distinct names among {list(SPLIT_FOLDERS)}"
+        )
+    if not root.is_dir():
+        raise MarketFormatError(
+            f"Market-1501 root {str(root)!r} is not a folder; expected a folder holding "
+            + ", ".join(f"{SPLIT_FOLDERS[split]}/" for split in splits)
+        )
+    wanted_folders = {SPLIT_FOLDERS[split] for split in splits}
+    skipped = sorted(entry.name for entry in root.iterdir() if entry.name not in wanted_folders)
+    if skipped:
+        logger.debug("%s: not read (not a requested split folder): %s", root, skipped)
+
+    problems: list[tuple[str, str]] = []
+    rows: list[dict] = []
+    for split in splits:
+        folder = root / SPLIT_FOLDERS[split]
+        if not folder.is_dir():
+            problems.append((str(folder), f"missing folder; expected the {split!r} split here"))
+            continue
+        ignored, found = [], 0
+        for path in sorted(folder.iterdir()):
+            if _is_ignored(path) and not path.is_dir():
+                ignored.append(path.name)
+                continue
+            if path.is_dir():
+                problems.append((str(path), "unexpected sub-folder; expected only .jpg images"))
+                continue
+            name = _parse_or_reason(path.name)
+            if isinstance(name, str):
+                problems.append((str(path), name))
+                continue
+            found += 1
+            rows.append(
+                {"file_name": path.name, "file_path": str(path), **vars(name), "split": split}
+            )
+        if ignored:
+            logger.debug("%s: ignored %d non-image file(s): %s", folder, len(ignored), ignored)
+        if found == 0:
+            problems.append((str(folder), "empty split; expected at least one .jpg image"))
+
+    if with_image_size or check_images:
+        iterator = tqdm(rows, desc="reading images", unit="image", disable=not progress)
+        for row in iterator:
+            try:
+                row["image_width"], row["image_height"] = _read_image_size(
+                    Path(row["file_path"]), decode=check_images
+                )
+            except (OSError, SyntaxError, ValueError) as error:
+                problems.append((row["file_path"], f"unreadable image ({error}); expected a JPEG"))
+    if problems:
+        raise MarketFormatError(f"{root} does not look like a Market-1501 folder", problems)
+
+    columns = dict(METADATA_COLUMNS, **(SIZE_COLUMNS if with_image_size else {}))
+    table = pd.DataFrame(rows, columns=list(columns)).astype(columns)
+    table["_split_order"] = table["split"].map({split: i for i, split in enumerate(splits)})
+    table = table.sort_values(["_split_order", "file_name"], kind="stable")
+    return table.drop(columns="_split_order").reset_index(drop=True)
+
+
+def save_metadata(metadata: pd.DataFrame, path: str | Path) -> None:
+    """Write the metadata table to CSV (Section 3.1.2: "saved to disk"); see `load_metadata`."""
+    missing = [column for column in METADATA_COLUMNS if column not in metadata.columns]
+    if missing:
+        raise ValueError(
+            f"metadata is missing column(s) {missing}; expected {list(METADATA_COLUMNS)}"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata.to_csv(path, index=False)
+
+
+def load_metadata(path: str | Path) -> pd.DataFrame:
+    """Read a table written by `save_metadata`, with the column dtypes of `load_market1501`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"metadata file {str(path)!r} does not exist; write it with save_metadata")
+    header = pd.read_csv(path, nrows=0).columns
+    missing = [column for column in METADATA_COLUMNS if column not in header]
+    if missing:
+        raise ValueError(
+            f"{path} is missing column(s) {missing}; expected {list(METADATA_COLUMNS)}"
+        )
+    dtypes = {**METADATA_COLUMNS, **SIZE_COLUMNS}
+    return pd.read_csv(
+        path, dtype={column: dtypes[column] for column in header if column in dtypes}
+    )
+
+
+def _identities(person_ids: pd.Series) -> pd.Series:
+    return person_ids[~person_ids.isin([JUNK_ID, DISTRACTOR_ID])]
+
+
+def _check_columns(metadata: pd.DataFrame, required: Iterable[str]) -> None:
+    missing = [column for column in required if column not in metadata.columns]
+    if missing:
+        raise ValueError(
+            f"metadata is missing column(s) {missing}; expected a load_market1501 table"
+        )
+
+
+def summarize(metadata: pd.DataFrame) -> pd.DataFrame:
+    """Identities and images per split, with junk (-1) and distractor (0000) counts (Sec. 3.1.1).
+
+    One row per split in table order plus an ``all`` row; junk and distractors are not identities.
+    """
+    _check_columns(metadata, ["split", "person_id"])
+    splits = list(dict.fromkeys(metadata["split"]))
+    rows = {}
+    for split, part in [(split, metadata[metadata["split"] == split]) for split in splits] + [
+        ("all", metadata)
+    ]:
+        rows[split] = {
+            "identities": _identities(part["person_id"]).nunique(),
+            "images": len(part),
+            "junk_images": int((part["person_id"] == JUNK_ID).sum()),
+            "distractor_images": int((part["person_id"] == DISTRACTOR_ID).sum()),
+        }
+    summary = pd.DataFrame.from_dict(rows, orient="index").astype("int64")
+    summary.index.name = "split"
+    return summary
+
+
+def identities_per_camera(metadata: pd.DataFrame) -> pd.DataFrame:
+    """Distinct identities seen by each camera, per split and over all splits (Fig. 3.3).
+
+    Index ``camera_id`` 1..6; junk and distractor images are left out.
+    """
+    _check_columns(metadata, ["split", "person_id", "camera_id"])
+    people = metadata[~metadata["person_id"].isin([JUNK_ID, DISTRACTOR_ID])]
+    cameras = pd.Index(range(1, NUMBER_OF_CAMERAS + 1), name="camera_id")
+    counts = {
+        split: people[people["split"] == split].groupby("camera_id")["person_id"].nunique()
+        for split in dict.fromkeys(metadata["split"])
+    }
+    counts["all"] = people.groupby("camera_id")["person_id"].nunique()
+    return pd.DataFrame(counts).reindex(cameras, fill_value=0).fillna(0).astype("int64")
