@@ -22,7 +22,12 @@ class UsageError(ValueError):
 def _command_synth(args: argparse.Namespace) -> int:
     from tripletlib.synthetic import generate_synthetic_market
 
-    kwargs = {"seed": args.seed, "progress": not args.quiet}
+    kwargs = {
+        "seed": args.seed,
+        "progress": not args.quiet,
+        "workers": args.workers,
+        "overwrite": args.overwrite,
+    }
     if args.preset:
         kwargs["preset"] = args.preset
     else:
@@ -149,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--test-ids", type=int, default=10)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--preset", choices=["market"], help="Market-1501's identity and image counts")
+    synth.add_argument("--workers", type=int, default=1, help="drawing processes")
+    synth.add_argument("--overwrite", action="store_true", help="replace an earlier synthetic set")
     synth.add_argument("--quiet", action="store_true")
     synth.set_defaults(handler=_command_synth)
 
