@@ -1,0 +1,57 @@
+"""The papermill batch on the ci profile: every notebook runs, tables and figures are written, and
+every trained row beats its untrained network. Writes into results/ci, the folder the committed
+notebooks use, so that nbval afterwards finds the trained rows instead of training them again."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tripletlib import config
+from tripletlib.book import list_notebooks, run_book
+
+REPO = Path(__file__).resolve().parent.parent
+BOOK = REPO / "book"
+RESULTS = REPO / "results" / "ci"
+
+
+def test_notebooks_are_numbered_and_have_a_parameters_cell():
+    import nbformat
+
+    notebooks = list_notebooks(BOOK)
+    assert [nb.name[:2] for nb in notebooks] == [f"{i:02d}" for i in range(len(notebooks))]
+    for path in notebooks:
+        notebook = nbformat.read(path, as_version=4)
+        tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: expected one cell tagged 'parameters'"
+        for name in ("PROFILE", "DATA_ROOT", "OUTPUT_DIR", "SEED"):
+            assert name in tagged[0].source, f"{path.name}: parameters cell lacks {name}"
+
+
+def test_only_filter_rejects_unknown_prefix():
+    with pytest.raises(ValueError, match="no notebook"):
+        list_notebooks(BOOK, only=["99"])
+
+
+@pytest.mark.slow
+def test_ci_book_batch_writes_tables_figures_and_trained_rows():
+    result = run_book(profile="ci", out_dir=RESULTS, book_dir=BOOK, progress=True)
+
+    executed = sorted(p.name for p in (RESULTS / "notebooks").glob("*.ipynb"))
+    assert executed == [p.name for p in list_notebooks(BOOK)]
+    for table in ("4_1", "4_2", "4_3", "4_4"):
+        for suffix in ("md", "csv"):
+            assert (RESULTS / "tables" / f"table_{table}.{suffix}").is_file()
+    assert len(list((RESULTS / "figures").glob("*.png"))) >= 10
+    assert result.seconds and all(seconds > 0 for seconds in result.seconds.values())
+
+    for row in config.THESIS_ROWS:
+        metrics = json.loads((RESULTS / "runs" / row / "metrics.json").read_text())
+        assert metrics["dataset"] == "synthetic" and metrics["profile"] == "ci"
+        assert metrics["trained"]["mAP"] > metrics["untrained"]["mAP"], row
+    table_41 = (RESULTS / "tables" / "table_4_1.md").read_text()
+    assert "synthetic" in table_41.lower() and "79.5" in table_41
+
+    records = {p.stem: json.loads(p.read_text()) for p in (RESULTS / "records").glob("*.json")}
+    assert records["04_losses"]["from_scratch_matches_library"] is True
+    assert records["06_evaluation"]["annoy_recall_at_10"] > 0.5
