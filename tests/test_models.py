@@ -247,3 +247,14 @@ def test_embed_images_rejects_wrong_shapes():
         models.embed_images(embedder, np.zeros((32, 32, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="batch_size"):
         models.embed_images(embedder, np.zeros((2, 32, 32, 3)), batch_size=0)
+
+
+def test_embeddings_stay_float32_under_mixed_precision():
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        embedder = models.build_resnet50_embedder(input_shape=(64, 32, 3), freeze_layers=0)
+        output = embedder(np.zeros((2, 64, 32, 3), "float32"))
+        assert keras.backend.standardize_dtype(output.dtype) == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy(policy)

@@ -129,7 +129,10 @@ def _freeze_first_layers(backbone: keras.Model, freeze_layers: int) -> None:
 
 
 def _add_normalization(embeddings, l2_normalize: bool):
-    return L2Normalization(name="l2_normalization")(embeddings) if l2_normalize else embeddings
+    # float32 even under a mixed-precision policy: distances of unit vectors need the precision.
+    if not l2_normalize:
+        return embeddings
+    return L2Normalization(name="l2_normalization", dtype="float32")(embeddings)
 
 
 def build_resnet50_embedder(
@@ -260,7 +263,7 @@ def build_triplet_model(
         for role in ("anchor", "positive", "negative")
     ]
     embeddings = [embedder(_augmented(branch, augmentation)) for branch in inputs]
-    return keras.Model(inputs, StackEmbeddings(name="stacked_embeddings")(embeddings), name=name)
+    return keras.Model(inputs, StackEmbeddings(name="stacked_embeddings", dtype="float32")(embeddings), name=name)
 
 
 def build_online_model(
