@@ -1,0 +1,304 @@
+"""train_row: artefacts, reuse, bad input, and interrupt-and-resume (Sections 3.3.1, 4.2.3).
+
+Tiny runs: 8 + 6 synthetic identities, 64x32 images, 1 epoch per iteration of 2 steps.
+MILDNet traces in seconds; ResNet-50 (online row) takes about half a minute to trace on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from tripletlib import config, data, training
+from tripletlib.synthetic import generate_synthetic_market
+from tripletlib.training import (
+    HISTORY_COLUMNS,
+    METRIC_KEYS,
+    learning_rate_at,
+    split_validation_identities,
+    total_epochs,
+    train_row,
+)
+
+TINY = {"epochs": 1, "steps_per_epoch": 2, "triplet_batch_size": 4, "pk_identities": 4}
+PROFILE = config.resolve_profile("ci", pk_images=2, **TINY)
+METRICS_KEYS = {
+    "row", "backbone", "loss", "mining", "profile", "dataset", "data_root", "protocol", "seed",
+    "trained", "untrained", "train_seconds", "images_per_second",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_market(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "tiny"
+    generate_synthetic_market(root, train_ids=8, test_ids=6, seed=0, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def offline_run(tiny_market, runs_dir) -> training.RunResult:
+    return train_row(
+        "mildnet", "triplet", "offline", PROFILE, tiny_market, runs_dir / "offline", progress=False
+    )
+
+
+@pytest.fixture(scope="module")
+def online_run(tiny_market, runs_dir) -> training.RunResult:
+    return train_row(
+        "resnet50", "batch-all", "online", PROFILE, tiny_market, runs_dir / "online", progress=False
+    )
+
+
+def check_metrics_schema(metrics: dict, row: str, data_root: Path) -> None:
+    assert set(metrics) == METRICS_KEYS
+    backbone, loss, mining = config.THESIS_ROWS[row]
+    assert (metrics["row"], metrics["backbone"], metrics["loss"], metrics["mining"]) == (
+        row, backbone, loss, mining,
+    )  # fmt: skip
+    assert metrics["profile"] == "ci" and metrics["dataset"] == "synthetic"
+    assert metrics["data_root"] == str(data_root.resolve())
+    assert metrics["protocol"] == "market" and metrics["seed"] == 0
+    query_images = len(list((data_root / "query").glob("*.jpg")))
+    for state in ("trained", "untrained"):
+        values = metrics[state]
+        assert set(values) == set(METRIC_KEYS)
+        cmc = np.array(values["cmc"])
+        assert len(cmc) == 50 and np.all(np.diff(cmc) >= 0) and 0 <= cmc[0] and cmc[-1] <= 1
+        assert values["rank1"] == cmc[0] and values["rank5"] == cmc[4]
+        assert 0 <= values["mAP"] <= 1
+        assert 0 < values["num_valid_queries"] <= query_images
+
+
+def read_history(run: training.RunResult) -> pd.DataFrame:
+    history = run.history()
+    assert tuple(history.columns) == HISTORY_COLUMNS
+    return history
+
+
+def test_offline_run_writes_every_artefact(offline_run, tiny_market):
+    out = offline_run.out_dir
+    assert offline_run.finished and not offline_run.reused
+    assert (offline_run.epochs_completed, offline_run.total_epochs) == (2, 2)
+    for name in ("config.json", "embedder.weights.h5", "history.csv", "metrics.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == offline_run.metrics
+    check_metrics_schema(metrics, "mildnet-triplet-offline", tiny_market)
+    # 2 iterations x 1 epoch x 2 steps x 4 triplets x 3 images = 48 images.
+    assert metrics["train_seconds"] > 0
+    assert metrics["images_per_second"] * metrics["train_seconds"] == pytest.approx(48, rel=1e-3)
+
+    run_config = json.loads((out / "config.json").read_text())
+    assert run_config["profile"] == PROFILE.to_dict()
+    assert run_config["backend"] == keras.backend.backend() and run_config["seed"] == 0
+
+    history = read_history(offline_run)
+    assert history["epoch"].tolist() == [0, 1] and history["iteration"].tolist() == [1, 2]
+    # lr_decay_every_epochs = max(1, round(1 * 0.5)) = 1: halved after every epoch.
+    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 5e-4])
+    assert np.all(np.isfinite(history[["loss", "val_loss"]].to_numpy()))
+
+
+def test_offline_run_mines_the_training_identities_only(offline_run, tiny_market):
+    train = data.load_market1501(tiny_market, splits=("train",), progress=False)
+    held_out = split_validation_identities(train["person_id"].to_numpy(), 0.1, seed=0)
+    assert len(held_out) == 2  # max(2, round(0.1 * 8))
+    [record] = json.loads((offline_run.out_dir / "mining.json").read_text())
+    assert record["iteration"] == 2 and record["neighbours"] == 10
+    assert record["anchors"] == int((~train["person_id"].isin(held_out)).sum())
+    assert 0 < record["usable_anchors"] <= record["anchors_with_hard_negatives"]
+
+
+def test_checkpoint_keeps_the_random_state_of_augmentation_and_dropout(offline_run):
+    checkpoints = offline_run.out_dir / "checkpoints"
+    pointer = json.loads((checkpoints / "latest.json").read_text())
+    assert pointer["epochs_completed"] == 2 and pointer["folder"] == "epoch-0002"
+    assert [p.name for p in checkpoints.glob("epoch-*")] == ["epoch-0002"]
+    with np.load(checkpoints / "epoch-0002" / "state.npz") as state:
+        seeds = [state[name] for name in state.files if name.startswith("seed_")]
+    # Translation, rotation, zoom, flip and MILDNet's dropout; each has drawn numbers.
+    assert len(seeds) == 5
+    assert all(seed.shape == (2,) and seed[1] > 0 for seed in seeds)
+
+
+def test_online_run_writes_every_artefact(online_run, tiny_market):
+    assert online_run.finished and online_run.total_epochs == 2
+    metrics = json.loads((online_run.out_dir / "metrics.json").read_text())
+    check_metrics_schema(metrics, "resnet50-batch-all-online", tiny_market)
+    # 2 epochs x 2 steps x P * K = 4 * 2 images.
+    assert metrics["images_per_second"] * metrics["train_seconds"] == pytest.approx(32, rel=1e-3)
+    history = read_history(online_run)
+    assert history["epoch"].tolist() == [0, 1] and history["iteration"].tolist() == [1, 1]
+    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 5e-4])
+    assert not (online_run.out_dir / "mining.json").exists()
+
+
+def test_finished_run_is_returned_without_training(offline_run, tiny_market, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("train_row rebuilt a model for a finished run")
+
+    monkeypatch.setattr(training, "_Trainer", no_training)
+    metrics_file = offline_run.out_dir / "metrics.json"
+    modified = metrics_file.stat().st_mtime_ns
+    again = train_row(
+        "mildnet", "triplet", "offline", PROFILE, tiny_market, offline_run.out_dir, progress=False
+    )
+    assert again.reused and again.finished and again.metrics == offline_run.metrics
+    assert metrics_file.stat().st_mtime_ns == modified
+
+
+def test_a_different_config_replaces_the_old_run(offline_run, tiny_market, tmp_path, monkeypatch):
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(training, "_Trainer", stop)
+    out = tmp_path / "copy"
+    shutil.copytree(offline_run.out_dir, out)
+    with pytest.warns(UserWarning, match="seed differ"), pytest.raises(Stop):
+        train_row("mildnet", "triplet", "offline", PROFILE, tiny_market, out, seed=1)
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+    assert not (out / "metrics.json").exists() and not (out / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("resnet50", "batch-all", "offline"), "needs --mining online"),
+        (("resnet50", "triplet", "online"), "needs --mining offline"),
+        (("vgg", "triplet", "offline"), "unknown backbone"),
+    ],
+)
+def test_bad_row_raises(arguments, message, tiny_market, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        train_row(*arguments, PROFILE, tiny_market, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_or_incomplete_data_folder_raises(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(ValueError, match="no-such-folder.*does not exist"):
+        train_row("resnet50", "triplet", "offline", PROFILE, missing, tmp_path / "out")
+    (tmp_path / "partial" / "query").mkdir(parents=True)
+    with pytest.raises(ValueError, match="bounding_box_train"):
+        train_row("resnet50", "triplet", "offline", PROFILE, tmp_path / "partial", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"profile": "ci"}, "config.Profile"),
+        ({"seed": -1}, "seed"),
+        ({"stop_after_epochs": 0}, "stop_after_epochs"),
+    ],
+)
+def test_bad_arguments_raise(changes, message, tiny_market, tmp_path):
+    arguments = {"profile": PROFILE, "data_root": tiny_market, "out_dir": tmp_path / "out"}
+    with pytest.raises(ValueError, match=message):
+        train_row("resnet50", "triplet", "offline", **{**arguments, **changes})
+
+
+def test_learning_rate_schedule_of_the_thesis():
+    thesis = config.resolve_profile("thesis")
+    # 1e-4, halved after every 50 epochs, counted over both 100-epoch iterations.
+    assert total_epochs(thesis) == 200
+    rates = [learning_rate_at(thesis, epoch) for epoch in (0, 49, 50, 99, 100, 150, 199)]
+    assert rates == pytest.approx([1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 1.25e-5, 1.25e-5])
+
+
+def test_validation_identities_are_seeded():
+    person_ids = np.repeat(np.arange(1, 21), 3)
+    first = split_validation_identities(person_ids, 0.25, seed=3)
+    assert len(first) == 5 and np.array_equal(first, np.unique(first))
+    assert set(first) <= set(range(1, 21))
+    assert np.array_equal(first, split_validation_identities(person_ids, 0.25, seed=3))
+    others = [tuple(split_validation_identities(person_ids, 0.25, seed=s)) for s in range(4, 9)]
+    assert any(other != tuple(first) for other in others)
+    assert len(split_validation_identities(person_ids, 0.0, seed=3)) == 0
+    with pytest.raises(ValueError, match="too few"):
+        split_validation_identities(np.array([1, 2, 3]), 0.5, seed=0)
+
+
+# Interrupt and resume in a fresh interpreter with deterministic kernels: TensorFlow's oneDNN CPU
+# kernels (seen with ResNet-50) can differ in the last bits from run to run, and Adam turns such
+# noise in near-zero gradients into differences of the order of the learning rate. MILDNet has
+# dropout besides the augmentation, so both kinds of random state must survive the checkpoint.
+RESUME_SCRIPT = """
+import json, sys
+from pathlib import Path
+from tripletlib import config
+from tripletlib.training import train_row
+data_root, out = Path(sys.argv[1]), Path(sys.argv[2])
+profile = config.resolve_profile("ci", epochs=2, steps_per_epoch=2, triplet_batch_size=4)
+row = ("mildnet", "triplet", "offline", profile, data_root)
+reference = train_row(*row, out / "reference", progress=False)
+parts = [train_row(*row, out / "resumed", progress=False, stop_after_epochs=stop)
+         for stop in (1, 3, None)]
+summary = [(p.epochs_completed, p.finished, p.reused) for p in [reference, *parts]]
+(out / "summary.json").write_text(json.dumps(summary))
+"""
+DETERMINISTIC = {
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "TF_DETERMINISTIC_OPS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+}
+
+
+def h5_arrays(path: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    with h5py.File(path, "r") as handle:
+        handle.visititems(
+            lambda name, item: (
+                arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None
+            )
+        )
+    return arrays
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_market, tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-c", RESUME_SCRIPT, str(tiny_market), str(tmp_path)],
+        env={**os.environ, **DETERMINISTIC},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    # 4 epochs: stopped after 1 (in iteration 1), after 3 (in iteration 2), then finished.
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == [[4, True, False], [1, False, False], [3, False, False], [4, True, False]]
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    weights = h5_arrays(reference / "embedder.weights.h5")
+    resumed_weights = h5_arrays(resumed / "embedder.weights.h5")
+    assert weights.keys() == resumed_weights.keys() and len(weights) > 10
+    for name, values in weights.items():
+        np.testing.assert_allclose(resumed_weights[name], values, rtol=0, atol=1e-6, err_msg=name)
+    history = pd.read_csv(reference / "history.csv")
+    resumed_history = pd.read_csv(resumed / "history.csv")
+    assert resumed_history["epoch"].tolist() == [0, 1, 2, 3]
+    assert resumed_history["iteration"].tolist() == [1, 1, 2, 2]
+    np.testing.assert_allclose(resumed_history.to_numpy(), history.to_numpy(), rtol=1e-6)
+    trained = json.loads((reference / "metrics.json").read_text())["trained"]
+    resumed_trained = json.loads((resumed / "metrics.json").read_text())["trained"]
+    assert resumed_trained["mAP"] == pytest.approx(trained["mAP"], abs=1e-6)
+    assert (resumed / "checkpoints" / "hard_negatives_iteration2.npz").is_file()

@@ -1,0 +1,248 @@
+"""What the book's notebooks share: one dataset, one set of trained rows, figures and records.
+
+A notebook opens `Workspace(PROFILE, DATA_ROOT, OUTPUT_DIR, SEED)` from its parameters cell and asks it
+for what it needs; anything expensive (generating the synthetic dataset, decoding images, training a
+row) is done once and found again by the next notebook under OUTPUT_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tripletlib import config, viz
+
+
+@dataclass
+class SplitArrays:
+    """The metadata rows of one split and their decoded images (same order)."""
+
+    metadata: pd.DataFrame
+    images: np.ndarray
+
+    @property
+    def person_ids(self) -> np.ndarray:
+        return self.metadata["person_id"].to_numpy()
+
+    @property
+    def camera_ids(self) -> np.ndarray:
+        return self.metadata["camera_id"].to_numpy()
+
+
+@dataclass
+class Workspace:
+    profile_name: str = "ci"
+    data_root: str | Path | None = None
+    output_dir: str | Path = "../results/ci"
+    seed: int = 0
+    progress: bool = False
+    _splits: dict[str, SplitArrays] = field(default_factory=dict, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.output_dir = Path(self.output_dir).resolve()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    @cached_property
+    def profile(self) -> config.Profile:
+        return config.resolve_profile(self.profile_name)
+
+    @property
+    def dataset_root(self) -> Path:
+        if self.data_root:
+            return Path(self.data_root)
+        return self.output_dir / "data" / f"synthetic-{self.profile.name}-seed{self.seed}"
+
+    @property
+    def dataset_kind(self) -> str:
+        return config.dataset_kind(self.dataset_root)
+
+    def ensure_dataset(self) -> Path:
+        """The dataset folder; the synthetic one of this profile is generated on first use."""
+        root = self.dataset_root
+        if self.data_root:
+            if not root.is_dir():
+                raise FileNotFoundError(f"DATA_ROOT {root} does not exist (a Market-1501 folder)")
+            return root
+        if not (root / config.SYNTHETIC_MARKER).is_file():
+            from tripletlib.synthetic import generate_synthetic_market
+
+            generate_synthetic_market(
+                root,
+                train_ids=self.profile.synthetic_train_ids,
+                test_ids=self.profile.synthetic_test_ids,
+                seed=self.profile.synthetic_seed + self.seed,
+                progress=self.progress,
+            )
+        return root
+
+    @cached_property
+    def metadata(self) -> pd.DataFrame:
+        from tripletlib.data import load_market1501
+
+        return load_market1501(self.ensure_dataset())
+
+    def split(self, name: str) -> SplitArrays:
+        """Metadata and uint8 images (profile size) of "train", "gallery" or "query"."""
+        if name not in self._splits:
+            from tripletlib.images import load_image_array
+
+            rows = self.metadata[self.metadata["split"] == name].reset_index(drop=True)
+            if rows.empty:
+                raise ValueError(f"split {name!r} has no images in {self.dataset_root}")
+            images = load_image_array(
+                rows,
+                self.profile.image_height,
+                self.profile.image_width,
+                cache_dir=self.output_dir / ".cache",
+                progress=self.progress,
+            )
+            self._splits[name] = SplitArrays(rows, images)
+        return self._splits[name]
+
+    def run_dir(self, row: str) -> Path:
+        return self.output_dir / "runs" / row
+
+    def train_row(self, row: str, progress: bool | None = None) -> dict[str, Any]:
+        """Train one row of tables 4.1-4.3 (or find it trained) and return its metrics."""
+        if row not in config.THESIS_ROWS and row.count("-") < 2:
+            raise ValueError(f"unknown row {row!r}; the thesis rows are {list(config.THESIS_ROWS)}")
+        from tripletlib.training import train_row
+
+        backbone, loss, mining = _split_row(row)
+        train_row(
+            backbone,
+            loss,
+            mining,
+            self.profile,
+            data_root=self.ensure_dataset(),
+            out_dir=self.run_dir(row),
+            seed=self.seed,
+            progress=self.progress if progress is None else progress,
+        )
+        return self.run_metrics(row)
+
+    def run_metrics(self, row: str) -> dict[str, Any]:
+        path = self.run_dir(row) / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: train the row {row!r} first")
+        return json.loads(path.read_text())
+
+    def results_table(self, rows: list[str] | tuple[str, ...]) -> pd.DataFrame:
+        """Untrained and trained Rank-1 / Rank-5 / mAP (%) of trained rows, one line each."""
+        lines = []
+        for row in rows:
+            metrics = self.run_metrics(row)
+            line = {"row": row, "dataset": metrics["dataset"], "profile": metrics["profile"]}
+            for state, keys in (("untrained", ("rank1", "mAP")), ("trained", ("rank1", "rank5", "mAP"))):
+                line.update({f"{state} {key}": round(100 * metrics[state][key], 1) for key in keys})
+            line["train minutes"] = round(metrics["train_seconds"] / 60, 1)
+            lines.append(line)
+        return pd.DataFrame(lines).set_index("row")
+
+    def history(self, row: str) -> pd.DataFrame:
+        return pd.read_csv(self.run_dir(row) / "history.csv")
+
+    def load_embedder(self, row: str):
+        """The trained embedding network of a row (weights from its run folder)."""
+        from tripletlib.runs import load_embedder
+
+        return load_embedder(self.run_dir(row))
+
+    def test_embeddings(self, row: str) -> tuple[np.ndarray, np.ndarray]:
+        """Query and gallery embeddings of a trained row (computed once per workspace)."""
+        key = f"embeddings:{row}"
+        if key not in self._cache:
+            from tripletlib.models import embed_images
+
+            embedder = self.load_embedder(row)
+            self._cache[key] = tuple(
+                embed_images(embedder, self.split(split).images, self.profile.embed_batch_size)
+                for split in ("query", "gallery")
+            )
+        return self._cache[key]
+
+    def distances(self, row: str) -> np.ndarray:
+        """Squared Euclidean query x gallery distances of a trained row (Section 3.3.2)."""
+        from tripletlib.retrieval import squared_distances
+
+        return squared_distances(*self.test_embeddings(row))
+
+    def evaluate(self, row: str, protocol: str = "market", ap: str = "noninterpolated"):
+        """Rank-k / CMC / mAP of a trained row on the test split (Section 4.1)."""
+        from tripletlib.evaluation import evaluate
+
+        query, gallery = self.split("query"), self.split("gallery")
+        return evaluate(
+            self.distances(row), query.person_ids, gallery.person_ids,
+            query.camera_ids, gallery.camera_ids, protocol=protocol, ap=ap,
+        )
+
+    def ranked_list_figure(self, row: str, queries: list[int] | np.ndarray, k: int = 8):
+        """Figs 4.4/4.6/4.9: queries (black), correct (green) and wrong (red) top-k matches."""
+        from tripletlib.evaluation import ranked_matches
+
+        query, gallery = self.split("query"), self.split("gallery")
+        queries = np.asarray(queries)
+        indices, matches = ranked_matches(
+            self.distances(row)[queries], query.person_ids[queries], gallery.person_ids,
+            query.camera_ids[queries], gallery.camera_ids, k=k,
+        )
+        titles = [f"query id {query.person_ids[q]} (cam {query.camera_ids[q]})" for q in queries]
+        return viz.plot_ranked_lists(
+            query.images[queries], gallery.images, indices, matches, k=k, titles=titles,
+            dataset=self.dataset_kind,
+        )
+
+    def query_figure(self, row: str, query_index: int, k: int = 10):
+        """One query's ranked list with its average precision written under it (notebook 07)."""
+        average_precision = self.evaluate(row).per_query_ap[query_index]
+        figure = self.ranked_list_figure(row, [query_index], k=k)
+        figure.text(0.5, 0.0, f"{row}: AP of this query = {average_precision:.3f}", ha="center")
+        return figure
+
+    def save_figure(self, figure, name: str) -> Path:
+        """Save under OUTPUT_DIR/figures/<name>.png and return the path."""
+        path = self.output_dir / "figures" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        return path
+
+    def record(self, notebook: str, **values: Any) -> Path:
+        """Merge values into OUTPUT_DIR/records/<notebook>.json, the metrics a notebook produced."""
+        path = self.output_dir / "records" / f"{notebook}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existing = json.loads(path.read_text()) if path.is_file() else {}
+        existing.update(values)
+        path.write_text(json.dumps(existing, indent=2, sort_keys=True, default=_to_json))
+        return path
+
+    def trained_runs(self) -> list[dict[str, Any]]:
+        from tripletlib.tables import load_run_metrics
+
+        return load_run_metrics(sorted((self.output_dir / "runs").glob("*/metrics.json")))
+
+
+def _split_row(row: str) -> tuple[str, str, str]:
+    if row in config.THESIS_ROWS:
+        return config.THESIS_ROWS[row]
+    backbone, rest = row.split("-", 1)
+    loss, mining = rest.rsplit("-", 1)
+    config.validate_row(backbone, loss, mining)
+    return backbone, loss, mining
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot record {type(value).__name__} as JSON")
