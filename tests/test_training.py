@@ -302,3 +302,32 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_market, tmp
     resumed_trained = json.loads((resumed / "metrics.json").read_text())["trained"]
     assert resumed_trained["mAP"] == pytest.approx(trained["mAP"], abs=1e-6)
     assert (resumed / "checkpoints" / "hard_negatives_iteration2.npz").is_file()
+
+
+def test_evaluate_command_reproduces_the_run_metrics(online_run, tiny_market, capsys):
+    """`tripletlib evaluate` rebuilds the embedder from the run folder and gets the same numbers."""
+    import json
+
+    from tripletlib.cli import main
+
+    assert main(["evaluate", "--model", str(online_run.out_dir), "--data", str(tiny_market),
+                 "--quiet"]) == 0
+    assert "mAP" in capsys.readouterr().out
+    exact = json.loads((online_run.out_dir / "evaluation_exact_market.json").read_text())
+    trained = online_run.metrics["trained"]
+    assert exact["dataset"] == "synthetic"
+    for key in ("rank1", "rank5", "mAP"):
+        assert exact[key] == pytest.approx(trained[key], abs=1e-6)
+
+    assert main(["evaluate", "--model", str(online_run.out_dir), "--data", str(tiny_market),
+                 "--search", "annoy", "--quiet"]) == 0
+    annoy = json.loads((online_run.out_dir / "evaluation_annoy_market.json").read_text())
+    assert annoy["search"] == "annoy" and 0.0 <= annoy["mAP"] <= 1.0
+    assert annoy["num_valid_queries"] == exact["num_valid_queries"]
+
+
+def test_evaluate_command_rejects_a_folder_without_a_run(tmp_path, tiny_market, capsys):
+    from tripletlib.cli import main
+
+    assert main(["evaluate", "--model", str(tmp_path), "--data", str(tiny_market)]) == 2
+    assert "not a trained model folder" in capsys.readouterr().err
