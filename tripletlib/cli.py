@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tripletlib import config
+from tripletlib.book import BookError
 
 
 class UsageError(ValueError):
@@ -201,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, BookError) as error:
         print(f"tripletlib {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
