@@ -30,8 +30,9 @@ from tripletlib.training import (
     train_row,
 )
 
-TINY = {"epochs": 1, "steps_per_epoch": 2, "triplet_batch_size": 4, "pk_identities": 4}
-PROFILE = config.resolve_profile("ci", pk_images=2, **TINY)
+PROFILE = config.resolve_profile(
+    "ci", epochs=1, steps_per_epoch=2, triplet_batch_size=4, pk_identities=4, pk_images=2
+)
 METRICS_KEYS = {
     "row", "backbone", "loss", "mining", "profile", "dataset", "data_root", "protocol", "seed",
     "trained", "untrained", "train_seconds", "images_per_second",

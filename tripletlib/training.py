@@ -381,10 +381,11 @@ class _Trainer:
                 f"{neighbours} nearest neighbours share its identity; it trains on random triplets",
                 stacklevel=2,
             )
+        _save_hard_negatives(path, mined)
         records = _read_json(self.out_dir / "mining.json") or []
+        records = [record for record in records if record["iteration"] != iteration]
         records.append({"iteration": iteration, **stats.to_dict(), "usable_anchors": len(mined)})
         _write_json(self.out_dir / "mining.json", records)
-        _save_hard_negatives(path, mined)
         return mined
 
     def _fit(self, dataset, validation, iteration: int, end_epoch: int) -> None:
@@ -626,7 +627,9 @@ def _save_hard_negatives(path: Path, hard_negatives: dict[int, np.ndarray]) -> N
     anchors = np.array(sorted(hard_negatives), dtype=np.int64)
     counts = np.array([len(hard_negatives[a]) for a in anchors], dtype=np.int64)
     rows = np.concatenate([hard_negatives[a] for a in anchors] + [np.empty(0, np.int64)])
-    np.savez(path, anchors=anchors, counts=counts, rows=rows)
+    temporary = path.with_name(path.stem + ".tmp.npz")
+    np.savez(temporary, anchors=anchors, counts=counts, rows=rows)
+    os.replace(temporary, path)
 
 
 def _load_hard_negatives(path: Path) -> dict[int, np.ndarray]:
