@@ -17,7 +17,7 @@ step "losses, augmentation and one training step, KERAS_BACKEND=jax"
 KERAS_BACKEND=jax $BIN/python -m pytest tests/test_losses.py tests/test_augment.py \
     tests/test_backend_step.py -q
 
-step "slow tests: a trained model beats the untrained one; the ci-profile book batch"
+step "slow test: the ci-profile book batch (every row trained, tables, figures)"
 KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m slow -q
 
 step "notebooks (nbval, outputs of the ci profile)"
