@@ -36,7 +36,7 @@ def test_only_filter_rejects_unknown_prefix():
 
 @pytest.mark.slow
 def test_ci_book_batch_writes_tables_figures_and_trained_rows():
-    result = run_book(profile="ci", out_dir=RESULTS, book_dir=BOOK, progress=True)
+    result = run_book(profile="ci", out_dir=RESULTS, book_dir=BOOK, progress=True, cell_timeout=900)
 
     executed = sorted(p.name for p in (RESULTS / "notebooks").glob("*.ipynb"))
     assert executed == [p.name for p in list_notebooks(BOOK)]

@@ -60,8 +60,13 @@ def run_book(
     seed: int = 0,
     only: list[str] | None = None,
     progress: bool = True,
+    cell_timeout: int | None = None,
 ) -> BookResult:
-    """Execute the notebooks with papermill, keep the executed copies, write tables 4.1-4.4."""
+    """Execute the notebooks with papermill, keep the executed copies, write tables 4.1-4.4.
+
+    `cell_timeout` (seconds) fails a cell that runs longer, so that a hung kernel cannot stall a
+    batch forever; None waits as long as the cell needs (the thesis profile trains for hours).
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -93,6 +98,7 @@ def run_book(
                 kernel_name="python3",
                 progress_bar=False,
                 cwd=str(book_dir),
+                execution_timeout=cell_timeout,
             )
         except PapermillExecutionError as error:
             raise BookError(
