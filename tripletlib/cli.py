@@ -72,7 +72,7 @@ def _command_train(args: argparse.Namespace) -> int:
     _require_dataset(args.data)
     from tripletlib.training import train_row
 
-    result = train_row(
+    train_row(
         args.backbone,
         args.loss,
         args.mining,
@@ -85,7 +85,6 @@ def _command_train(args: argparse.Namespace) -> int:
     )
     metrics = json.loads((Path(args.out) / "metrics.json").read_text())
     _print_metrics(metrics)
-    del result
     return 0
 
 
