@@ -1,0 +1,253 @@
+"""Does a training row learn? Untrained versus trained mAP of one thesis row, over seeds.
+
+A diagnostic for the CPU profiles (docs/benchmarks.md, "Does the ci profile learn?"). It trains
+one row with `training.train_row` on a synthetic dataset and prints the untrained and trained
+test mAP and the per-epoch losses. Switches change one thing at a time:
+
+- `--set KEY=VALUE`: a profile field (e.g. `learning_rate=0` trains nothing but lets BatchNorm's
+  running statistics settle: the control for "trained beats untrained").
+- `--camera-effects full|half|none`: regenerate the dataset with the cameras' colour cast,
+  brightness, contrast and gamma halved (`half`) or with every camera drawn like camera 1 (`none`,
+  same scene and optics everywhere). `full` is the package's generator as it is.
+- `--one-batch`: run the three triplet branches as one batch of 3B images, so BatchNorm sees
+  anchors, positives and negatives together (the default model normalises each branch alone).
+- `--zero-init-residual`: set the last BatchNorm scale of every ResNet-50 residual block to 0
+  (Goyal et al. 2017), so that a from-scratch network starts as a shallow one.
+- `--pretrain-steps N`: first train the backbone as an identity classifier (softmax cross-entropy
+  over the training identities, batches of 64, Adam 1e-3, the thesis' augmentation) for N steps,
+  save its weights and start the row from them (`weights=PATH`): a CPU-sized stand-in for the
+  ImageNet weights the thesis fine-tunes. "untrained" is then the pre-trained network before
+  triplet training, as the thesis' baseline is the ImageNet network.
+
+    python benchmarks/learning_probe.py resnet50-triplet-offline                 # ~2 min per seed
+    python benchmarks/learning_probe.py resnet50-batch-all-online --seeds 0 1 2
+    python benchmarks/learning_probe.py resnet50-triplet-offline --set learning_rate=0
+    python benchmarks/learning_probe.py resnet50-triplet-offline --camera-effects none
+    python benchmarks/learning_probe.py resnet50-triplet-offline --pretrain-steps 200 \
+        --set learning_rate=0.0001
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tripletlib.quiet import import_keras_quietly  # noqa: E402
+
+keras = import_keras_quietly()
+
+import numpy as np  # noqa: E402
+
+from tripletlib import augment, config, models, synthetic, training  # noqa: E402
+
+CAMERA_EFFECTS = ("full", "half", "none")
+
+
+def parse_overrides(pairs: list[str], profile: config.Profile) -> dict:
+    """`["learning_rate=0", "augment=False"]` -> typed profile overrides (clear error if unknown)."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in config.profile_fields():
+            raise SystemExit(f"--set expects KEY=VALUE with KEY one of {config.profile_fields()}")
+        current = getattr(profile, key)
+        if isinstance(current, bool):
+            if text not in ("True", "False"):
+                raise SystemExit(f"--set {key}: expected True or False, got {text!r}")
+            overrides[key] = text == "True"
+        elif current is None or isinstance(current, str):
+            overrides[key] = None if text == "None" else text
+        else:
+            overrides[key] = type(current)(text)
+    return overrides
+
+
+def soften_cameras(effects: str) -> None:
+    """Patch `synthetic.CAMERAS` in this process (see the module doc)."""
+    if effects == "half":
+        for camera, style in list(synthetic.CAMERAS.items()):
+            synthetic.CAMERAS[camera] = dataclasses.replace(
+                style,
+                gains=tuple(1 + (g - 1) / 2 for g in style.gains),
+                brightness=style.brightness / 2,
+                contrast=1 + (style.contrast - 1) / 2,
+                gamma=1 + (style.gamma - 1) / 2,
+            )
+    elif effects == "none":
+        first = synthetic.CAMERAS[1]
+        for camera, style in list(synthetic.CAMERAS.items()):
+            synthetic.CAMERAS[camera] = dataclasses.replace(first, view_weights=style.view_weights)
+
+
+class OneBatch(keras.layers.Layer):
+    """(anchor, positive, negative) -> one batch of 3B images."""
+
+    def call(self, inputs):
+        return keras.ops.concatenate(inputs, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+class SplitThree(keras.layers.Layer):
+    """(3B, D) -> (B, 3, D), undoing `OneBatch`."""
+
+    def call(self, inputs):
+        stacked = keras.ops.reshape(inputs, (3, -1, keras.ops.shape(inputs)[-1]))
+        return keras.ops.transpose(stacked, (1, 0, 2))
+
+    def compute_output_shape(self, input_shape):
+        return (None, 3, input_shape[-1])
+
+
+def one_batch_triplet_model(embedder, augmentation=None, name="triplet_model"):
+    shape = tuple(embedder.inputs[0].shape[1:])
+    inputs = [keras.Input(shape=shape, name=role) for role in ("anchor", "positive", "negative")]
+    images = OneBatch()(inputs)
+    if augmentation is not None:
+        images = augmentation(images)
+    return keras.Model(inputs, SplitThree(dtype="float32")(embedder(images)), name=name)
+
+
+def zero_init_residual_embedder(build):
+    def wrapped(backbone, profile, weights="profile"):
+        embedder = build(backbone, profile, weights)
+        if backbone == "resnet50":
+            for layer in models.get_backbone(embedder).layers:
+                if layer.name.endswith("_3_bn"):
+                    layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
+        return embedder
+
+    return wrapped
+
+
+def pretrain_backbone(
+    backbone: str,
+    profile: config.Profile,
+    data_root: Path,
+    out_path: Path,
+    steps: int,
+    seed: int,
+    cache_dir: Path,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+) -> dict:
+    """Identity classification on the training split; saves the backbone's weights to `out_path`.
+
+    The classifier is Dense(identities) on the embedder's 128 values before L2 normalisation.
+    Returns the last batch's loss and accuracy and the seconds it took.
+    """
+    keras.utils.set_random_seed(seed)
+    train = training.load_splits(data_root, profile, cache_dir)["train"]
+    identities, labels = np.unique(train.person_ids, return_inverse=True)
+    embedder = training.build_row_embedder(backbone, profile)
+    features = keras.Model(embedder.inputs, embedder.get_layer("embedding").output)
+    images = keras.Input(profile.input_shape)
+    augmented = augment.build_augmentation(seed=seed + 1)(images)
+    classifier = keras.Model(images, keras.layers.Dense(len(identities))(features(augmented)))
+    classifier.compile(
+        keras.optimizers.Adam(learning_rate),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    for _ in range(steps):
+        rows = rng.choice(len(labels), size=min(batch_size, len(labels)), replace=False)
+        logs = classifier.train_on_batch(
+            train.images[rows].astype("float32"), labels[rows], return_dict=True
+        )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    models.get_backbone(embedder).save_weights(out_path)
+    return {
+        "pretrain_steps": steps,
+        "pretrain_loss": round(float(logs["loss"]), 4),
+        "pretrain_accuracy": round(float(logs["accuracy"]), 4),
+        "pretrain_seconds": round(time.perf_counter() - started),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("row", choices=sorted(config.THESIS_ROWS))
+    parser.add_argument("--profile", default="ci", choices=sorted(config.PROFILES))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--camera-effects", choices=CAMERA_EFFECTS, default="full")
+    parser.add_argument("--one-batch", action="store_true")
+    parser.add_argument("--zero-init-residual", action="store_true")
+    parser.add_argument("--pretrain-steps", type=int, default=0, metavar="N")
+    parser.add_argument("--out", default="results/learning_probe")
+    parser.add_argument("--json", action="store_true", help="one JSON line per seed")
+    args = parser.parse_args()
+
+    profile = config.resolve_profile(args.profile)
+    profile = profile.replace(**parse_overrides(args.set, profile))
+    if profile.dataset != "synthetic":
+        raise SystemExit(
+            f"profile {profile.name!r} needs Market-1501; the probe uses synthetic data"
+        )
+    soften_cameras(args.camera_effects)
+    if args.one_batch:
+        models.build_triplet_model = one_batch_triplet_model
+    if args.zero_init_residual:
+        training.build_row_embedder = zero_init_residual_embedder(training.build_row_embedder)
+
+    out = Path(args.out)
+    data_root = out / f"data-{profile.name}-{args.camera_effects}"
+    synthetic.generate_synthetic_market(
+        data_root,
+        train_ids=profile.synthetic_train_ids,
+        test_ids=profile.synthetic_test_ids,
+        seed=profile.synthetic_seed,
+        progress=False,
+    )
+    backbone, loss, mining = config.THESIS_ROWS[args.row]
+    for seed in args.seeds:
+        started = time.perf_counter()
+        row_profile, pretraining = profile, {}
+        if args.pretrain_steps > 0:
+            weights = out / f"pretrained-{backbone}-seed{seed}.weights.h5"
+            pretraining = pretrain_backbone(
+                backbone, profile, data_root, weights, args.pretrain_steps, seed, out / ".cache"
+            )
+            row_profile = profile.replace(weights=str(weights))
+        result = training.train_row(
+            backbone, loss, mining, row_profile, data_root, out / f"run-seed{seed}",
+            seed=seed, resume=False, progress=False, cache_dir=out / ".cache",
+        )  # fmt: skip
+        history = result.history()
+        record = {
+            "row": args.row,
+            "seed": seed,
+            "changes": {"set": args.set, "camera_effects": args.camera_effects,
+                        "one_batch": args.one_batch, "zero_init_residual": args.zero_init_residual},
+            **pretraining,
+            "untrained_mAP": round(result.metrics["untrained"]["mAP"], 4),
+            "trained_mAP": round(result.metrics["trained"]["mAP"], 4),
+            "trained_rank1": round(result.metrics["trained"]["rank1"], 4),
+            "loss": [round(v, 4) for v in history["loss"]],
+            "val_loss": [round(v, 4) for v in history["val_loss"]],
+            "seconds": round(time.perf_counter() - started),
+        }  # fmt: skip
+        if args.json:
+            print(json.dumps(record), flush=True)
+        else:
+            print(
+                f"{args.row} seed {seed}: mAP untrained {record['untrained_mAP']:.4f} -> trained "
+                f"{record['trained_mAP']:.4f} (Rank-1 {record['trained_rank1']:.4f}); "
+                f"{'pretraining ' + str(pretraining) + '; ' if pretraining else ''}loss per epoch {record['loss']}; "
+                f"val {record['val_loss']}; {record['seconds']} s",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
