@@ -13,18 +13,16 @@ test mAP and the per-epoch losses. Switches change one thing at a time:
   anchors, positives and negatives together (the default model normalises each branch alone).
 - `--zero-init-residual`: set the last BatchNorm scale of every ResNet-50 residual block to 0
   (Goyal et al. 2017), so that a from-scratch network starts as a shallow one.
-- `--pretrain-steps N`: first train the backbone as an identity classifier (softmax cross-entropy
-  over the training identities, batches of 64, Adam 1e-3, the thesis' augmentation) for N steps,
-  save its weights and start the row from them (`weights=PATH`): a CPU-sized stand-in for the
-  ImageNet weights the thesis fine-tunes. "untrained" is then the pre-trained network before
-  triplet training, as the thesis' baseline is the ImageNet network.
+
+The identity-classification warm start (`tripletlib.pretraining`) is a profile field:
+`--set pretrain_steps=0` turns it off, and the record shows "pretrained" (after it) beside
+"untrained" (random weights) and "trained".
 
     python benchmarks/learning_probe.py resnet50-triplet-offline                 # ~2 min per seed
     python benchmarks/learning_probe.py resnet50-batch-all-online --seeds 0 1 2
     python benchmarks/learning_probe.py resnet50-triplet-offline --set learning_rate=0
     python benchmarks/learning_probe.py resnet50-triplet-offline --camera-effects none
-    python benchmarks/learning_probe.py resnet50-triplet-offline --pretrain-steps 200 \
-        --set learning_rate=0.0001
+    python benchmarks/learning_probe.py resnet50-triplet-offline --set pretrain_steps=0
 """
 
 from __future__ import annotations
@@ -43,9 +41,8 @@ from tripletlib.quiet import import_keras_quietly  # noqa: E402
 
 keras = import_keras_quietly()
 
-import numpy as np  # noqa: E402
 
-from tripletlib import augment, config, models, synthetic, training  # noqa: E402
+from tripletlib import config, models, synthetic, training  # noqa: E402
 
 CAMERA_EFFECTS = ("full", "half", "none")
 
@@ -128,52 +125,6 @@ def zero_init_residual_embedder(build):
     return wrapped
 
 
-def pretrain_backbone(
-    backbone: str,
-    profile: config.Profile,
-    data_root: Path,
-    out_path: Path,
-    steps: int,
-    seed: int,
-    cache_dir: Path,
-    batch_size: int = 64,
-    learning_rate: float = 1e-3,
-) -> dict:
-    """Identity classification on the training split; saves the backbone's weights to `out_path`.
-
-    The classifier is Dense(identities) on the embedder's 128 values before L2 normalisation.
-    Returns the last batch's loss and accuracy and the seconds it took.
-    """
-    keras.utils.set_random_seed(seed)
-    train = training.load_splits(data_root, profile, cache_dir)["train"]
-    identities, labels = np.unique(train.person_ids, return_inverse=True)
-    embedder = training.build_row_embedder(backbone, profile)
-    features = keras.Model(embedder.inputs, embedder.get_layer("embedding").output)
-    images = keras.Input(profile.input_shape)
-    augmented = augment.build_augmentation(seed=seed + 1)(images)
-    classifier = keras.Model(images, keras.layers.Dense(len(identities))(features(augmented)))
-    classifier.compile(
-        keras.optimizers.Adam(learning_rate),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    rng = np.random.default_rng(seed)
-    started = time.perf_counter()
-    for _ in range(steps):
-        rows = rng.choice(len(labels), size=min(batch_size, len(labels)), replace=False)
-        logs = classifier.train_on_batch(
-            train.images[rows].astype("float32"), labels[rows], return_dict=True
-        )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    models.get_backbone(embedder).save_weights(out_path)
-    return {
-        "pretrain_steps": steps,
-        "pretrain_loss": round(float(logs["loss"]), 4),
-        "pretrain_accuracy": round(float(logs["accuracy"]), 4),
-        "pretrain_seconds": round(time.perf_counter() - started),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("row", choices=sorted(config.THESIS_ROWS))
@@ -183,7 +134,6 @@ def main() -> None:
     parser.add_argument("--camera-effects", choices=CAMERA_EFFECTS, default="full")
     parser.add_argument("--one-batch", action="store_true")
     parser.add_argument("--zero-init-residual", action="store_true")
-    parser.add_argument("--pretrain-steps", type=int, default=0, metavar="N")
     parser.add_argument("--out", default="results/learning_probe")
     parser.add_argument("--json", action="store_true", help="one JSON line per seed")
     args = parser.parse_args()
@@ -212,15 +162,8 @@ def main() -> None:
     backbone, loss, mining = config.THESIS_ROWS[args.row]
     for seed in args.seeds:
         started = time.perf_counter()
-        row_profile, pretraining = profile, {}
-        if args.pretrain_steps > 0:
-            weights = out / f"pretrained-{backbone}-seed{seed}.weights.h5"
-            pretraining = pretrain_backbone(
-                backbone, profile, data_root, weights, args.pretrain_steps, seed, out / ".cache"
-            )
-            row_profile = profile.replace(weights=str(weights))
         result = training.train_row(
-            backbone, loss, mining, row_profile, data_root, out / f"run-seed{seed}",
+            backbone, loss, mining, profile, data_root, out / f"run-seed{seed}",
             seed=seed, resume=False, progress=False, cache_dir=out / ".cache",
         )  # fmt: skip
         history = result.history()
@@ -229,7 +172,9 @@ def main() -> None:
             "seed": seed,
             "changes": {"set": args.set, "camera_effects": args.camera_effects,
                         "one_batch": args.one_batch, "zero_init_residual": args.zero_init_residual},
-            **pretraining,
+            "pretrained_mAP": round(result.metrics["pretrained"]["mAP"], 4)
+            if "pretrained" in result.metrics else None,
+            "pretraining": result.metrics.get("pretraining"),
             "untrained_mAP": round(result.metrics["untrained"]["mAP"], 4),
             "trained_mAP": round(result.metrics["trained"]["mAP"], 4),
             "trained_rank1": round(result.metrics["trained"]["rank1"], 4),
@@ -243,7 +188,8 @@ def main() -> None:
             print(
                 f"{args.row} seed {seed}: mAP untrained {record['untrained_mAP']:.4f} -> trained "
                 f"{record['trained_mAP']:.4f} (Rank-1 {record['trained_rank1']:.4f}); "
-                f"{'pretraining ' + str(pretraining) + '; ' if pretraining else ''}loss per epoch {record['loss']}; "
+                f"pretrained {record['pretrained_mAP']}, {record['pretraining']}; "
+                f"loss per epoch {record['loss']}; "
                 f"val {record['val_loss']}; {record['seconds']} s",
                 flush=True,
             )

@@ -31,11 +31,12 @@ from tripletlib.training import (
 )
 
 PROFILE = config.resolve_profile(
-    "ci", epochs=1, steps_per_epoch=2, triplet_batch_size=4, pk_identities=4, pk_images=2
-)
+    "ci", epochs=1, steps_per_epoch=2, triplet_batch_size=4, pk_identities=4, pk_images=2,
+    pretrain_steps=2, pretrain_batch_size=8,
+)  # fmt: skip
 METRICS_KEYS = {
     "row", "backbone", "loss", "mining", "profile", "dataset", "data_root", "protocol", "seed",
-    "trained", "untrained", "train_seconds", "images_per_second",
+    "trained", "untrained", "pretrained", "pretraining", "train_seconds", "images_per_second",
 }  # fmt: skip
 
 
@@ -75,7 +76,7 @@ def check_metrics_schema(metrics: dict, row: str, data_root: Path) -> None:
     assert metrics["data_root"] == str(data_root.resolve())
     assert metrics["protocol"] == "market" and metrics["seed"] == 0
     query_images = len(list((data_root / "query").glob("*.jpg")))
-    for state in ("trained", "untrained"):
+    for state in ("trained", "untrained", "pretrained"):
         values = metrics[state]
         assert set(values) == set(METRIC_KEYS)
         cmc = np.array(values["cmc"])
@@ -111,7 +112,7 @@ def test_offline_run_writes_every_artefact(offline_run, tiny_market):
     history = read_history(offline_run)
     assert history["epoch"].tolist() == [0, 1] and history["iteration"].tolist() == [1, 2]
     # lr_decay_every_epochs = max(1, round(1 * 0.5)) = 1: halved after every epoch.
-    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 5e-4])
+    assert history["learning_rate"].tolist() == pytest.approx([1e-4, 5e-5])
     assert np.all(np.isfinite(history[["loss", "val_loss"]].to_numpy()))
 
 
@@ -145,7 +146,7 @@ def test_online_run_writes_every_artefact(online_run, tiny_market):
     assert metrics["images_per_second"] * metrics["train_seconds"] == pytest.approx(32, rel=1e-3)
     history = read_history(online_run)
     assert history["epoch"].tolist() == [0, 1] and history["iteration"].tolist() == [1, 1]
-    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 5e-4])
+    assert history["learning_rate"].tolist() == pytest.approx([1e-4, 5e-5])
     assert not (online_run.out_dir / "mining.json").exists()
 
 
@@ -248,7 +249,9 @@ from pathlib import Path
 from tripletlib import config
 from tripletlib.training import train_row
 data_root, out = Path(sys.argv[1]), Path(sys.argv[2])
-profile = config.resolve_profile("ci", epochs=2, steps_per_epoch=2, triplet_batch_size=4)
+profile = config.resolve_profile(
+    "ci", epochs=2, steps_per_epoch=2, triplet_batch_size=4, pretrain_steps=2, pretrain_batch_size=8
+)
 row = ("mildnet", "triplet", "offline", profile, data_root)
 reference = train_row(*row, out / "reference", progress=False)
 parts = [train_row(*row, out / "resumed", progress=False, stop_after_epochs=stop)
@@ -332,3 +335,37 @@ def test_evaluate_command_rejects_a_folder_without_a_run(tmp_path, tiny_market, 
 
     assert main(["evaluate", "--model", str(tmp_path), "--data", str(tiny_market)]) == 2
     assert "not a trained model folder" in capsys.readouterr().err
+
+
+def test_pretraining_is_recorded_and_cached_per_backbone(offline_run, tiny_market, runs_dir):
+    """The warm start runs once per backbone and seed; a second call reuses the weights file."""
+    pretraining = offline_run.metrics["pretraining"]
+    assert pretraining["steps"] == 2 and pretraining["batch_size"] == 8
+    assert pretraining["learning_rate"] == PROFILE.mildnet_pretrain_learning_rate
+    assert not pretraining["cached"] and pretraining["identities"] >= 2
+    cached = sorted((runs_dir / ".cache" / "pretrained").glob("mildnet-*.weights.h5"))
+    assert len(cached) == 1
+    splits = training.load_splits(tiny_market, PROFILE, runs_dir / ".cache")
+    train = splits["train"]
+    held_out = split_validation_identities(train.person_ids, 0.1, seed=0)
+    train = train.subset(np.flatnonzero(~np.isin(train.person_ids, held_out)))
+    path, record = training.pretrained_weights(
+        "mildnet", PROFILE, train, 0, runs_dir / ".cache" / "pretrained"
+    )
+    assert path == cached[0] and record["cached"]
+    assert {k: v for k, v in record.items() if k != "cached"} == {
+        k: v for k, v in pretraining.items() if k != "cached"
+    }
+    # Another seed is another warm start.
+    other, other_record = training.pretrained_weights(
+        "mildnet", PROFILE, train, 1, runs_dir / ".cache" / "pretrained"
+    )
+    assert other != path and not other_record["cached"]
+
+
+def test_no_pretraining_leaves_no_pretrained_metrics(tiny_market, tmp_path):
+    profile = PROFILE.replace(pretrain_steps=0, offline_iterations=1)
+    run = train_row("mildnet", "triplet", "offline", profile, tiny_market, tmp_path / "run",
+                    progress=False)  # fmt: skip
+    assert "pretrained" not in run.metrics and "pretraining" not in run.metrics
+    assert not (tmp_path / ".cache" / "pretrained").exists()

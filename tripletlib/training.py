@@ -8,6 +8,10 @@
   by the two evaluations ("untrained" before training, "trained" after it).
 - Model: `models.build_embedder` behind the augmentation of Section 3.1.3, in the three-branch
   shared-weight network of Fig. 3.7 (offline mining) or a single branch (online mining); Adam.
+- Warm start: the thesis fine-tunes ImageNet weights. With `profile.pretrain_steps > 0` (the
+  from-scratch `ci` and `cpu` profiles) the embedder is first trained as a classifier of the
+  training identities (`tripletlib.pretraining`), cached per backbone under the image cache so
+  that the rows of one backbone share it, and the triplet training fine-tunes that.
 - Learning rate: times `profile.lr_decay_factor` (0.5) every `profile.lr_decay_every_epochs`
   epochs, counted over the whole run and never restarted. The thesis halves it "after every 50
   epochs" of its 2 x 100 offline epochs, so iteration 2 goes on at the rate iteration 1 ended
@@ -29,12 +33,14 @@ kernels; TensorFlow's oneDNN CPU kernels may differ in the last bits from run to
 
 Artefacts in `out_dir`: `config.json`, `history.csv` (columns `HISTORY_COLUMNS`),
 `checkpoints/`, `mining.json` (offline rows), `embedder.weights.h5` and `metrics.json` (schema in
-docs/design.md).
+docs/design.md). `metrics.json` holds three evaluations: "untrained" (the random initial
+weights), "pretrained" (after the warm start; only with `pretrain_steps > 0`) and "trained".
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import inspect
 import json
 import os
@@ -58,6 +64,7 @@ from tripletlib import (
     losses,
     mining,
     models,
+    pretraining,
     retrieval,
     sampling,
 )
@@ -65,7 +72,7 @@ from tripletlib import (
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "learning_rate", "iteration")
 METRIC_KEYS = ("rank1", "rank5", "mAP", "cmc", "num_valid_queries")
 # Independent random streams derived from the run's seed; iteration i uses ITERATION_STREAM + i.
-VALIDATION_STREAM, AUGMENTATION_STREAM, ITERATION_STREAM = 1, 2, 10
+VALIDATION_STREAM, AUGMENTATION_STREAM, PRETRAINING_STREAM, ITERATION_STREAM = 1, 2, 3, 10
 
 
 @dataclass(frozen=True)
@@ -222,8 +229,18 @@ def train_row(
     trainer = _Trainer(backbone, loss, mining, profile, seed, out_dir, train, validation, progress)
 
     untrained_path = trainer.checkpoint_dir / "untrained.json"
+    pretrained_path = trainer.checkpoint_dir / "pretrained.json"
     if not (resume and trainer.restore()):
         _write_json(untrained_path, trainer.evaluate(splits["query"], splits["gallery"]))
+        if profile.pretrain_steps > 0:
+            weights, record = pretrained_weights(
+                backbone, profile, train, seed, cache / "pretrained", progress
+            )
+            # The backbone only: the head starts random, as on top of ImageNet weights.
+            models.get_backbone(trainer.embedder).load_weights(weights)
+            keras.utils.set_random_seed(seed)  # the same state after a cache hit as after a miss
+            evaluation_after = trainer.evaluate(splits["query"], splits["gallery"])
+            _write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
     last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
     trainer.run(until_epoch=last_epoch)
     if trainer.epochs_completed < epochs:
@@ -243,11 +260,80 @@ def train_row(
         "seed": seed,
         "trained": trained,
         "untrained": _read_json(untrained_path),
+        **_pretrained_metrics(pretrained_path),
         "train_seconds": round(trainer.train_seconds, 3),
         "images_per_second": round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 3),
     }
     _write_json(out_dir / "metrics.json", metrics)
     return RunResult(row, out_dir, metrics, False, epochs, epochs)
+
+
+def pretrained_weights(
+    backbone: str,
+    profile: config.Profile,
+    train: Split,
+    seed: int,
+    cache_dir: Path,
+    progress: bool = False,
+) -> tuple[Path, dict[str, Any]]:
+    """The backbone's weights after `profile.pretrain_steps` of identity classification on `train`.
+
+    Cached in `cache_dir` under a key of everything that shapes them (backbone, profile, seed,
+    training images and identities): the offline and online rows of one backbone, which hold out
+    the same validation identities, train it once. Returns the weights file and a record of the
+    pretraining (steps, loss, accuracy, seconds, whether it came from the cache).
+    """
+    fields = (
+        "image_height", "image_width", "weights", "freeze_layers", "batchnorm_momentum",
+        "augment", "pretrain_steps", "pretrain_batch_size", "pretrain_learning_rate",
+        "mildnet_pretrain_learning_rate",
+    )  # fmt: skip
+    digest = hashlib.sha256(
+        json.dumps(
+            {"backbone": backbone, "seed": seed, "backend": keras.backend.backend(),
+             **{name: getattr(profile, name) for name in fields}},
+            sort_keys=True,
+        ).encode()
+    )  # fmt: skip
+    digest.update(np.ascontiguousarray(train.images).tobytes())
+    digest.update(np.ascontiguousarray(train.person_ids).tobytes())
+    stem = f"{backbone}-{digest.hexdigest()[:16]}"
+    weights_path, record_path = cache_dir / f"{stem}.weights.h5", cache_dir / f"{stem}.json"
+    record = _read_json(record_path)
+    if record is not None and weights_path.is_file():
+        return weights_path, {**record, "cached": True}
+
+    keras.utils.set_random_seed(derived_seed(seed, PRETRAINING_STREAM))
+    # Nothing frozen: the row freezes its first `freeze_layers` once they hold learnt weights,
+    # as the thesis freezes ImageNet layers (frozen random layers are only noise).
+    embedder = build_row_embedder(backbone, profile.replace(freeze_layers=0))
+    augmentation = None
+    if profile.augment:
+        augmentation = augment.build_augmentation(seed=derived_seed(seed, PRETRAINING_STREAM))
+    record = pretraining.pretrain_by_identity(
+        embedder,
+        train.images,
+        train.person_ids,
+        steps=profile.pretrain_steps,
+        batch_size=profile.pretrain_batch_size,
+        learning_rate=profile.pretrain_learning_rate_of(backbone),
+        seed=derived_seed(seed, PRETRAINING_STREAM),
+        augmentation=augmentation,
+        progress=progress,
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    temporary = weights_path.with_name(stem + ".tmp.weights.h5")
+    models.get_backbone(embedder).save_weights(temporary)
+    os.replace(temporary, weights_path)
+    _write_json(record_path, record)
+    return weights_path, {**record, "cached": False}
+
+
+def _pretrained_metrics(path: Path) -> dict[str, Any]:
+    stored = _read_json(path)
+    if stored is None:
+        return {}
+    return {"pretrained": stored["evaluation"], "pretraining": stored["pretraining"]}
 
 
 class _Trainer:

@@ -135,13 +135,20 @@ class Workspace:
         return json.loads(path.read_text())
 
     def results_table(self, rows: list[str] | tuple[str, ...]) -> pd.DataFrame:
-        """Untrained and trained Rank-1 / Rank-5 / mAP (%) of trained rows, one line each."""
+        """Rank-1 / Rank-5 / mAP (%) of trained rows, one line each: untrained (random weights),
+        after the warm start ("pretrained", profiles with `pretrain_steps > 0`) and trained."""
         lines = []
         for row in rows:
             metrics = self.run_metrics(row)
             line = {"row": row, "dataset": metrics["dataset"], "profile": metrics["profile"]}
-            for state, keys in (("untrained", ("rank1", "mAP")), ("trained", ("rank1", "rank5", "mAP"))):
-                line.update({f"{state} {key}": round(100 * metrics[state][key], 1) for key in keys})
+            states = (
+                ("untrained", ("rank1", "mAP")),
+                ("pretrained", ("rank1", "mAP")),
+                ("trained", ("rank1", "rank5", "mAP")),
+            )
+            for state, keys in states:
+                if state in metrics:
+                    line.update({f"{state} {key}": round(100 * metrics[state][key], 1) for key in keys})
             line["train minutes"] = round(metrics["train_seconds"] / 60, 1)
             lines.append(line)
         return pd.DataFrame(lines).set_index("row")

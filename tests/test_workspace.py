@@ -1,0 +1,36 @@
+"""Workspace.results_table: the untrained / warm-start / trained columns the notebooks show."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tripletlib.workspace import Workspace
+
+
+def write_metrics(workspace: Workspace, row: str, **states) -> None:
+    folder = workspace.run_dir(row)
+    folder.mkdir(parents=True)
+    metrics = {"row": row, "dataset": "synthetic", "profile": "ci", "train_seconds": 90.0}
+    for state, (rank1, mean_ap) in states.items():
+        metrics[state] = {"rank1": rank1, "rank5": rank1 + 0.1, "mAP": mean_ap}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_results_table_shows_the_warm_start_only_where_there_is_one(tmp_path):
+    workspace = Workspace("ci", output_dir=tmp_path)
+    write_metrics(workspace, "a", untrained=(0.01, 0.02), pretrained=(0.05, 0.06), trained=(0.2, 0.1))
+    write_metrics(workspace, "b", untrained=(0.01, 0.02), trained=(0.3, 0.2))
+    table = workspace.results_table(["a", "b"])
+    assert list(table.index) == ["a", "b"]
+    assert table.loc["a", "pretrained mAP"] == pytest.approx(6.0)
+    assert table.loc["a", "trained rank5"] == pytest.approx(30.0)
+    assert table.loc["b", "trained mAP"] == pytest.approx(20.0)
+    assert table["pretrained mAP"].isna().tolist() == [False, True]
+    assert table.loc["a", "train minutes"] == pytest.approx(1.5)
+
+
+def test_results_table_names_a_row_that_was_not_trained(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train the row 'missing'"):
+        Workspace("ci", output_dir=tmp_path).results_table(["missing"])
