@@ -1,7 +1,9 @@
 """The papermill batch on the ci profile: every notebook runs, tables and figures are written, and
-every trained row beats its untrained network. On the ci profile that margin is small and mostly
-BatchNorm statistics settling (docs/benchmarks.md), so this is not yet evidence of metric learning. Writes into results/ci, the folder the committed
-notebooks use, so that nbval afterwards finds the trained rows instead of training them again."""
+every trained row clearly beats its untrained (random) network: the training issue's "it learns".
+The ci profile's training is a warm start (identity classification) followed by the thesis' triplet
+training; docs/benchmarks.md has the margins measured over seeds, from which MIN_MAP_GAIN is set
+with room. Writes into results/ci, the folder the committed notebooks use, so that nbval afterwards
+finds the trained rows instead of training them again."""
 
 import json
 from pathlib import Path
@@ -14,6 +16,8 @@ from tripletlib.book import list_notebooks, run_book
 REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
 RESULTS = REPO / "results" / "ci"
+# Trained minus untrained test mAP that every ci row must reach (measured: see docs/benchmarks.md).
+MIN_MAP_GAIN = MIN_GAIN_PLACEHOLDER
 
 
 def test_notebooks_are_numbered_and_have_a_parameters_cell():
@@ -49,7 +53,9 @@ def test_ci_book_batch_writes_tables_figures_and_trained_rows():
     for row in config.THESIS_ROWS:
         metrics = json.loads((RESULTS / "runs" / row / "metrics.json").read_text())
         assert metrics["dataset"] == "synthetic" and metrics["profile"] == "ci"
-        assert metrics["trained"]["mAP"] > metrics["untrained"]["mAP"], row
+        gain = metrics["trained"]["mAP"] - metrics["untrained"]["mAP"]
+        assert gain >= MIN_MAP_GAIN, f"{row}: trained mAP only {gain:+.3f} above untrained"
+        assert metrics["pretraining"]["steps"] == config.PROFILES["ci"].pretrain_steps, row
     table_41 = (RESULTS / "tables" / "table_4_1.md").read_text()
     assert "synthetic" in table_41.lower() and "79.5" in table_41
 
