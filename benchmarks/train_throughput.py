@@ -22,12 +22,18 @@ uint8 images kept on the accelerator, so only (B, 3) indices cross from the host
 under TensorFlow Keras' PyDataset adapter still routes batches through tf.data on the host).
 Only `keras` / `keras.ops` are used, so it runs under KERAS_BACKEND=jax without TensorFlow.
 
+`--augmentation fused` replaces the library's augmentation layers (three warps; under JAX each
+interpolates over the channel axis too) by `FusedAugmentation`: the same random draws composed
+into one bilinear warp. On an H200 under JAX the library's layers made ResNet-50's fp32 training
+steps about 120-150 times slower (docs/benchmarks.md). Every report also times both augmentations alone on one step's images, and
+under `--mixed-precision` compares the embeddings with a float32 copy of the embedder.
+
     # 2-core CPU smoke run, about a minute:
     python benchmarks/train_throughput.py --preset small --image-size 64x32 --steps 3 \
         --warmup-steps 1 --backbones resnet50
     # the GPU profile:
     KERAS_BACKEND=jax python benchmarks/train_throughput.py --workers 16 --device-resident \
-        --extra-batch-sizes 128 256 --json throughput.json
+        --mixed-precision --augmentation fused --extra-batch-sizes 256 --json throughput.json
 """
 
 from __future__ import annotations
@@ -80,12 +86,15 @@ PROJECTION_ASSUMPTION = (
 )
 TRAINING_HEADERS = (
     "backbone", "input path", "batch (triplets)", "train images/s", "s/step", "compile s",
-    "min/epoch", "h/100 epochs", "h/row (x2)",
+    "min/epoch", "h/100 epochs", "h/row (x2)", "augmentation", "last loss",
 )  # fmt: skip
 EMBEDDING_HEADERS = (
     "backbone", "embedding dtype", "embed images/s", "query x gallery", "distances s",
-    "evaluate s", "evaluation s",
+    "evaluate s", "evaluation s", "non-finite rows", "rel. error vs float32",
 )  # fmt: skip
+# "library": tripletlib.augment (four Keras layers, three warps); "fused": `FusedAugmentation`
+# (the same random transformations composed into one warp); "none": no augmentation.
+AUGMENTATIONS = ("library", "fused", "none")
 VERSION_PACKAGES = (
     "keras", "numpy", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt", "tensorflow",
     "tensorflow-cpu", "torch", "tripletlib",
@@ -108,6 +117,7 @@ class BenchmarkOptions:
     embed_batch_size: int = 128
     mixed_precision: bool = False
     device_resident: bool = False
+    augmentation: str = "library"  # one of AUGMENTATIONS
     seed: int = 0
     progress: bool = True
 
@@ -132,6 +142,7 @@ class TrainingResult:
     projected_row_seconds: float  # profile.epochs x profile.offline_iterations epochs
     last_loss: float
     losses_finite: bool
+    augmentation: str = "library"
 
 
 @dataclass(frozen=True)
@@ -148,10 +159,15 @@ class EmbeddingResult:
     embed_batch_size: int
     embed_seconds: float
     embed_images_per_second: float
-    distance_seconds: float
-    evaluate_seconds: float
-    evaluation_seconds: float  # distances + evaluate
+    distance_seconds: float | None  # None (not measured) when the embeddings were not finite
+    evaluate_seconds: float | None
+    evaluation_seconds: float | None  # distances + evaluate
     num_valid_queries: int
+    nonfinite_embeddings: int  # query and gallery rows holding a NaN or an infinity
+    # Mixed precision only: the same weights in a float32 embedder, embeddings of the first
+    # `precision_check_images` gallery images; ||e_bf16 - e_fp32|| / ||e_fp32|| (None otherwise).
+    precision_check_images: int = 0
+    float32_relative_error: float | None = None
 
 
 @dataclass
@@ -194,6 +210,8 @@ def _check_options(options: BenchmarkOptions) -> None:
     unknown = [name for name in options.backbones if name not in models.BACKBONES]
     if unknown or not options.backbones:
         raise ValueError(f"--backbones {list(options.backbones)}; choose from {models.BACKBONES}")
+    if options.augmentation not in AUGMENTATIONS:
+        raise ValueError(f"--augmentation {options.augmentation!r}; choose from {AUGMENTATIONS}")
     if options.preset not in synthetic.PRESETS:
         raise ValueError(f"--preset {options.preset!r}; choose from {sorted(synthetic.PRESETS)}")
 
@@ -319,10 +337,96 @@ def build_benchmark_embedder(
     return embedder, library_dtype
 
 
-def build_benchmark_model(embedder: keras.Model, profile: config.Profile, seed: int) -> keras.Model:
+class FusedAugmentation(keras.layers.Layer):
+    """Section 3.1.3's random transformations composed into one bilinear warp per image.
+
+    The same draws as `augment.build_augmentation`: shifts of up to `shift` x height / width,
+    rotations of up to `rotation_degrees`, height and width zoom factors drawn independently from
+    `zoom` (0.8 samples 80 % of the image), a horizontal flip with probability 1/2 and "nearest"
+    filling (source coordinates clamped to the image). Like Keras' `ImageDataGenerator` they are
+    composed into one affine map (output pixel -> source point) and the image is sampled once,
+    where the library's layers warp three times; Keras' JAX `affine_transform` also interpolates
+    over the channel axis (8 gathers per value), this samples 4 neighbours per pixel. Identity
+    unless `training=True`.
+    """
+
+    def __init__(
+        self,
+        shift: float = 0.2,
+        rotation_degrees: float = 25.0,
+        zoom: tuple[float, float] = (0.8, 1.2),
+        flip: bool = True,
+        seed: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.shift, self.rotation_degrees = float(shift), float(rotation_degrees)
+        self.zoom, self.flip = (float(zoom[0]), float(zoom[1])), bool(flip)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training:
+            return inputs
+        ops = keras.ops
+        images = ops.cast(inputs, "float32")
+        batch, height, width, channels = (ops.shape(images)[0], *images.shape[1:])
+
+        def uniform(low, high):
+            return keras.random.uniform((batch, 1, 1), low, high, seed=self.seed_generator)
+
+        angle = uniform(-1.0, 1.0) * (self.rotation_degrees * math.pi / 180.0)
+        shift_y = uniform(-self.shift, self.shift) * height
+        shift_x = uniform(-self.shift, self.shift) * width
+        zoom_y, zoom_x = uniform(*self.zoom), uniform(*self.zoom)
+        mirror = ops.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0) if self.flip else 1.0
+        centre_y, centre_x = (height - 1) / 2.0, (width - 1) / 2.0
+        rows = ops.reshape(ops.arange(height, dtype="float32") - centre_y, (1, height, 1))
+        cols = ops.reshape(ops.arange(width, dtype="float32") - centre_x, (1, 1, width)) * mirror
+        # source = R(angle) (Z p + t) + centre, as ImageDataGenerator's rotation @ shift @ zoom
+        zoomed_y, zoomed_x = zoom_y * rows + shift_y, zoom_x * cols + shift_x
+        cos, sin = ops.cos(angle), ops.sin(angle)
+        source_y = cos * zoomed_y - sin * zoomed_x + centre_y
+        source_x = sin * zoomed_y + cos * zoomed_x + centre_x
+        source_y = ops.clip(source_y, 0.0, height - 1.0)  # fill_mode="nearest"
+        source_x = ops.clip(source_x, 0.0, width - 1.0)
+        y0, x0 = ops.floor(source_y), ops.floor(source_x)
+        wy, wx = source_y - y0, source_x - x0
+        y0, x0 = ops.cast(y0, "int32"), ops.cast(x0, "int32")
+        y1, x1 = ops.minimum(y0 + 1, height - 1), ops.minimum(x0 + 1, width - 1)
+        flat = ops.reshape(images, (batch, height * width, channels))
+
+        def gather(y, x):
+            index = ops.reshape(y * width + x, (batch, height * width, 1))
+            index = ops.broadcast_to(index, (batch, height * width, channels))
+            values = ops.take_along_axis(flat, index, axis=1)
+            return ops.reshape(values, (batch, height, width, channels))
+
+        wy, wx = ops.expand_dims(wy, -1), ops.expand_dims(wx, -1)
+        top = gather(y0, x0) * (1.0 - wx) + gather(y0, x1) * wx
+        bottom = gather(y1, x0) * (1.0 - wx) + gather(y1, x1) * wx
+        return top * (1.0 - wy) + bottom * wy
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def build_augmentation(kind: str, seed: int) -> keras.layers.Layer | None:
+    """The augmentation layer of `--augmentation` (`AUGMENTATIONS`); None for "none"."""
+    if kind == "library":
+        return augment.build_augmentation(seed=seed)
+    if kind == "fused":
+        return FusedAugmentation(seed=seed, name="fused_augmentation")
+    if kind == "none":
+        return None
+    raise ValueError(f"augmentation {kind!r}; choose from {AUGMENTATIONS}")
+
+
+def build_benchmark_model(
+    embedder: keras.Model, profile: config.Profile, seed: int, augmentation: str = "library"
+) -> keras.Model:
     """Fig. 3.7 with the Section 3.1.3 augmentation inside, lossless loss (Eq. 3.6), Adam."""
-    augmentation = augment.build_augmentation(seed=seed) if profile.augment else None
-    model = models.build_triplet_model(embedder, augmentation)
+    layer = build_augmentation(augmentation, seed) if profile.augment else None
+    model = models.build_triplet_model(embedder, layer)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=profile.learning_rate),
         loss=losses.LosslessTripletLoss(),
@@ -392,8 +496,24 @@ def measure_training(
         images_per_second=images_per_step / seconds_per_step,
         last_loss=float(clock.losses[-1]),
         losses_finite=bool(np.isfinite(clock.losses).all()),
+        augmentation=options.augmentation,
         **project(seconds_per_step, batch_size, profile),
     )
+
+
+def float32_relative_error(
+    embedder: keras.Model,
+    backbone: str,
+    profile: config.Profile,
+    images: np.ndarray,
+    batch_size: int,
+) -> float:
+    """||e - e_fp32|| / ||e_fp32||: `embedder`'s embeddings against a float32 copy of it."""
+    reference, _ = build_benchmark_embedder(backbone, profile, mixed_precision=False)
+    reference.set_weights(embedder.get_weights())
+    expected = models.embed_images(reference, images, batch_size)
+    actual = models.embed_images(embedder, images, batch_size)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
 
 
 def measure_embedding_and_evaluation(
@@ -403,8 +523,14 @@ def measure_embedding_and_evaluation(
     batch_size: int,
     dtypes: tuple[str, str],
     progress: bool,
+    profile: config.Profile | None = None,
 ) -> EmbeddingResult:
-    """Embed the gallery (after one compiling batch), the queries, then rank and score."""
+    """Embed the gallery (after one compiling batch), the queries, then rank and score.
+
+    Non-finite embeddings are counted and reported instead of scored (the evaluation refuses
+    them). With `profile` and a mixed-precision `embedder`, its embeddings of the first
+    `batch_size` gallery images are compared with a float32 embedder holding the same weights.
+    """
     gallery, gallery_pids, gallery_camids = benchmark_data.splits["gallery"]
     query, query_pids, query_camids = benchmark_data.splits["query"]
     models.embed_images(embedder, gallery[:batch_size], batch_size)  # compiles predict
@@ -412,11 +538,31 @@ def measure_embedding_and_evaluation(
     gallery_embeddings = models.embed_images(embedder, gallery, batch_size, progress)
     embed_seconds = time.perf_counter() - started
     query_embeddings = models.embed_images(embedder, query, batch_size)
-    started = time.perf_counter()
-    distances = retrieval.squared_distances(query_embeddings, gallery_embeddings)
-    distance_seconds = time.perf_counter() - started
-    result = evaluation.evaluate(distances, query_pids, gallery_pids, query_camids, gallery_camids)
-    evaluate_seconds = time.perf_counter() - started - distance_seconds
+    nonfinite = int(
+        np.count_nonzero(~np.isfinite(query_embeddings).all(axis=1))
+        + np.count_nonzero(~np.isfinite(gallery_embeddings).all(axis=1))
+    )
+    distance_seconds = evaluate_seconds = evaluation_seconds = None
+    num_valid_queries = 0
+    if nonfinite:
+        print(f"{backbone}: {nonfinite} query/gallery embeddings are not finite; not evaluated")
+    else:
+        started = time.perf_counter()
+        distances = retrieval.squared_distances(query_embeddings, gallery_embeddings)
+        distance_seconds = time.perf_counter() - started
+        result = evaluation.evaluate(
+            distances, query_pids, gallery_pids, query_camids, gallery_camids
+        )
+        evaluate_seconds = time.perf_counter() - started - distance_seconds
+        evaluation_seconds = distance_seconds + evaluate_seconds
+        num_valid_queries = result.num_valid_queries
+    check_images, relative_error = 0, None
+    mixed = embedder.get_layer("embedding").compute_dtype != "float32"
+    if profile is not None and mixed:
+        check_images = min(batch_size, len(gallery))
+        relative_error = float32_relative_error(
+            embedder, backbone, profile, gallery[:check_images], batch_size
+        )
     return EmbeddingResult(
         backbone=backbone,
         embedder_output_dtype=str(embedder.outputs[0].dtype),
@@ -430,9 +576,53 @@ def measure_embedding_and_evaluation(
         embed_images_per_second=len(gallery) / embed_seconds,
         distance_seconds=distance_seconds,
         evaluate_seconds=evaluate_seconds,
-        evaluation_seconds=distance_seconds + evaluate_seconds,
-        num_valid_queries=result.num_valid_queries,
+        evaluation_seconds=evaluation_seconds,
+        num_valid_queries=num_valid_queries,
+        nonfinite_embeddings=nonfinite,
+        precision_check_images=check_images,
+        float32_relative_error=relative_error,
     )
+
+
+class _Training(keras.layers.Layer):
+    """Calls `layer` with training=True (so that `predict` runs the random transformations)."""
+
+    def __init__(self, layer: keras.layers.Layer, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def call(self, inputs):
+        return self.layer(inputs, training=True)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def time_augmentations(
+    images: np.ndarray, count: int, seed: int, repeats: int = 10
+) -> dict[str, dict[str, float]]:
+    """Seconds to augment `count` images (one step's worth), per augmentation, compiled.
+
+    Each augmentation runs inside a one-layer model's `predict_on_batch` (compiled by the
+    backend) on float32 images already on the accelerator; the first call (compile) is timed
+    apart, then the median of `repeats` calls.
+    """
+    pixels = images[np.arange(count) % len(images)].astype(np.float32)
+    batch = keras.ops.convert_to_tensor(pixels)
+    timings = {}
+    for kind in AUGMENTATIONS[:2]:
+        inputs = keras.Input(shape=pixels.shape[1:], dtype="float32")
+        model = keras.Model(inputs, _Training(build_augmentation(kind, seed))(inputs))
+        started = time.perf_counter()
+        np.asarray(model.predict_on_batch(batch))
+        first = time.perf_counter() - started
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            np.asarray(model.predict_on_batch(batch))
+            seconds.append(time.perf_counter() - started)
+        timings[kind] = {"first_call_seconds": first, "seconds": float(np.median(seconds))}
+    return timings
 
 
 def training_inputs(
@@ -475,7 +665,7 @@ def benchmark_backbone(
     """
     keras.utils.set_random_seed(options.seed)
     embedder, library_dtype = build_benchmark_embedder(backbone, profile, options.mixed_precision)
-    model = build_benchmark_model(embedder, profile, options.seed)
+    model = build_benchmark_model(embedder, profile, options.seed, options.augmentation)
     dtypes = (library_dtype, str(model.outputs[0].dtype))
     if str(embedder.outputs[0].dtype) != "float32":
         raise RuntimeError(f"{backbone} embeddings are {embedder.outputs[0].dtype}, not float32")
@@ -499,7 +689,13 @@ def benchmark_backbone(
         del model, embedder
         embedder, _ = build_benchmark_embedder(backbone, profile, options.mixed_precision)
     embedding = measure_embedding_and_evaluation(
-        backbone, embedder, benchmark_data, options.embed_batch_size, dtypes, options.progress
+        backbone,
+        embedder,
+        benchmark_data,
+        options.embed_batch_size,
+        dtypes,
+        options.progress,
+        profile,
     )
     return results, failures, embedding
 
@@ -537,6 +733,11 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def _format(value: float | None, spec: str) -> str:
+    """`value` formatted with `spec`, or "-" for a figure that was not measured (None)."""
+    return "-" if value is None else format(value, spec)
+
+
 def format_report(report: dict[str, Any]) -> str:
     """Two Markdown tables: training throughput, then embedding and evaluation."""
     environment = report["environment"]
@@ -553,6 +754,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"{row['seconds_per_epoch'] / 60:.1f}",
             f"{row['projected_iteration_seconds'] / 3600:.2f}",
             f"{row['projected_row_seconds'] / 3600:.2f}",
+            row.get("augmentation", "library"),
+            f"{row['last_loss']:.4f}",
         )
         for row in report["training"]
     ]
@@ -570,12 +773,29 @@ def format_report(report: dict[str, Any]) -> str:
             row["embedder_output_dtype"],
             f"{row['embed_images_per_second']:.1f}",
             f"{row['query_images']} x {row['gallery_images']}",
-            f"{row['distance_seconds']:.2f}",
-            f"{row['evaluate_seconds']:.2f}",
-            f"{row['evaluation_seconds']:.2f}",
+            _format(row["distance_seconds"], ".2f"),
+            _format(row["evaluate_seconds"], ".2f"),
+            _format(row["evaluation_seconds"], ".2f"),
+            row["nonfinite_embeddings"],
+            _format(row["float32_relative_error"], ".1e"),
         )
         for row in report["embedding"]
     ]
+    timing = report.get("augmentation_timing") or {}
+    augmentation_lines = (
+        [
+            f"Augmenting {timing['images']} images (one step), compiled, median: "
+            + ", ".join(
+                f"{kind} {timing[kind]['seconds'] * 1000:.1f} ms"
+                for kind in AUGMENTATIONS
+                if kind in timing
+            )
+            + ".",
+            "",
+        ]
+        if timing
+        else []
+    )
     return "\n".join(
         [
             f"backend {environment['backend']} on {', '.join(map(str, devices))}; "
@@ -591,6 +811,7 @@ def format_report(report: dict[str, Any]) -> str:
             "",
             f"Projection: {PROJECTION_ASSUMPTION}. {THESIS_REFERENCE}.",
             "",
+            *augmentation_lines,
             markdown_table(EMBEDDING_HEADERS, embedding),
             *dtype_notes,
         ]
@@ -614,6 +835,10 @@ def run_benchmark(options: BenchmarkOptions, command: str) -> dict[str, Any]:
         if root is None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="throughput-")))
         benchmark_data = prepare_data(options, Path(root), profile)
+        augment_images = IMAGES_PER_TRIPLET * min(options.batch_sizes)
+        augmentation_timing = time_augmentations(
+            benchmark_data.splits["train"][0], augment_images, options.seed
+        )
         training, failures, embedding = [], [], []
         for backbone in options.backbones:
             rows, failed, embedded = benchmark_backbone(backbone, benchmark_data, options, profile)
@@ -643,6 +868,7 @@ def run_benchmark(options: BenchmarkOptions, command: str) -> dict[str, Any]:
             "assumption": PROJECTION_ASSUMPTION,
             "thesis_reference": THESIS_REFERENCE,
         },
+        "augmentation_timing": {"images": augment_images, **augmentation_timing},
         "training": [dataclasses.asdict(row) for row in training],
         "failures": failures,
         "embedding": [dataclasses.asdict(row) for row in embedding],
@@ -669,6 +895,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--device-resident",
         action="store_true",
         help="also time batches gathered from images kept on the accelerator",
+    )
+    parser.add_argument(
+        "--augmentation",
+        default="library",
+        choices=AUGMENTATIONS,
+        help="library: tripletlib.augment (thesis layers); fused: the same draws, one warp",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the report here")
@@ -699,6 +931,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         embed_batch_size=arguments.embed_batch_size,
         mixed_precision=arguments.mixed_precision,
         device_resident=arguments.device_resident,
+        augmentation=arguments.augmentation,
         seed=arguments.seed,
         progress=not arguments.no_progress,
     )

@@ -21,8 +21,8 @@ def test_decay_interval_scales_with_epochs():
 
 
 def test_unknown_profile_and_field_are_clear_errors():
-    with pytest.raises(ValueError, match="unknown profile 'gpu'"):
-        config.resolve_profile("gpu")
+    with pytest.raises(ValueError, match="unknown profile 'tpu'"):
+        config.resolve_profile("tpu")
     with pytest.raises(ValueError, match="unknown profile field"):
         config.resolve_profile("ci", epoch=3)
 

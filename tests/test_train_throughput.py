@@ -89,6 +89,9 @@ def test_report_describes_the_run_data_embedding_and_environment(tiny_run):
     assert report["projection"]["epochs"] == 100
     assert report["projection"]["offline_iterations"] == 2
     assert report["projection"]["train_images"] == 12936
+    timing = report["augmentation_timing"]
+    assert timing["images"] == 96
+    assert all(timing[kind]["seconds"] > 0 for kind in ("library", "fused"))
 
 
 def test_the_printed_report_has_two_markdown_tables(tiny_run):
@@ -211,3 +214,36 @@ def test_an_out_of_memory_batch_is_recorded_and_ends_that_backbones_rows(monkeyp
     monkeypatch.setattr(throughput, "measure_training", fails_otherwise)
     with pytest.raises(ValueError, match="a real bug"):
         throughput.benchmark_backbone("resnet50", benchmark_data, options, profile)
+
+
+def test_fused_augmentation_is_identity_without_ranges_and_mirrors_when_it_flips():
+    images = np.random.default_rng(0).uniform(0, 255, size=(6, 8, 6, 3)).astype(np.float32)
+
+    def augmented(**ranges):
+        layer = throughput.FusedAugmentation(seed=0, **ranges)
+        return keras.ops.convert_to_numpy(layer(images, training=True))
+
+    inference = throughput.FusedAugmentation(seed=0)(images)  # training=False: untouched
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(inference), images)
+    still = {"shift": 0.0, "rotation_degrees": 0.0, "zoom": (1.0, 1.0)}
+    np.testing.assert_allclose(augmented(flip=False, **still), images, atol=1e-3)
+    flipped = augmented(flip=True, **still)
+    for image, result in zip(images, flipped, strict=True):
+        assert np.allclose(result, image, atol=1e-3) or np.allclose(
+            result, image[:, ::-1], atol=1e-3
+        )
+    full = augmented()  # bilinear samples: convex combinations of the input's pixels
+    assert full.shape == images.shape and full.dtype == np.float32
+    assert full.min() >= images.min() - 1e-3 and full.max() <= images.max() + 1e-3
+    assert not np.allclose(full, images)
+
+
+def test_shift_only_fused_augmentation_moves_each_image_by_at_most_a_fifth_of_its_height():
+    ramp = np.broadcast_to(np.arange(10, dtype=np.float32)[None, :, None, None], (64, 10, 5, 3))
+    layer = throughput.FusedAugmentation(
+        shift=0.2, rotation_degrees=0.0, zoom=(1.0, 1.0), flip=False, seed=1
+    )
+    shifted = keras.ops.convert_to_numpy(layer(ramp, training=True))
+    offsets = shifted[:, 5, 2, 0] - ramp[:, 5, 2, 0]  # the row index moved by the vertical shift
+    assert np.all(np.abs(offsets) <= 0.2 * 10 + 1e-4)
+    assert offsets.std() > 0  # a different shift per image
