@@ -1,7 +1,7 @@
 """The papermill batch on the ci profile: every notebook runs, tables and figures are written, and
 every trained row clearly beats its untrained (random) network: the training issue's "it learns".
 The ci profile's training is a warm start (identity classification) followed by the thesis' triplet
-training; docs/benchmarks.md has the margins measured over seeds, from which MIN_MAP_GAIN is set
+training; docs/benchmarks.md has the ratios measured over seeds, from which MIN_MAP_RATIO is set
 with room. Writes into results/ci, the folder the committed notebooks use, so that nbval afterwards
 finds the trained rows instead of training them again."""
 
@@ -16,8 +16,9 @@ from tripletlib.book import list_notebooks, run_book
 REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
 RESULTS = REPO / "results" / "ci"
-# Trained minus untrained test mAP that every ci row must reach (measured: see docs/benchmarks.md).
-MIN_MAP_GAIN = MIN_GAIN_PLACEHOLDER
+# Trained over untrained test mAP that every ci row must reach. Measured (docs/benchmarks.md):
+# 2.5-3.2x for the four rows at seed 0, 1.7-4.2x at seed 1; the bar leaves room below the lowest.
+MIN_MAP_RATIO = 1.3
 
 
 def test_notebooks_are_numbered_and_have_a_parameters_cell():
@@ -53,8 +54,8 @@ def test_ci_book_batch_writes_tables_figures_and_trained_rows():
     for row in config.THESIS_ROWS:
         metrics = json.loads((RESULTS / "runs" / row / "metrics.json").read_text())
         assert metrics["dataset"] == "synthetic" and metrics["profile"] == "ci"
-        gain = metrics["trained"]["mAP"] - metrics["untrained"]["mAP"]
-        assert gain >= MIN_MAP_GAIN, f"{row}: trained mAP only {gain:+.3f} above untrained"
+        trained, untrained = metrics["trained"]["mAP"], metrics["untrained"]["mAP"]
+        assert trained >= MIN_MAP_RATIO * untrained, f"{row}: mAP {untrained:.3f} -> {trained:.3f}"
         assert metrics["pretraining"]["steps"] == config.PROFILES["ci"].pretrain_steps, row
     table_41 = (RESULTS / "tables" / "table_4_1.md").read_text()
     assert "synthetic" in table_41.lower() and "79.5" in table_41
