@@ -105,3 +105,18 @@ def test_synth_then_summary_counts_the_files(tmp_path, capsys):
         count = len(list((out / folder).glob("*.jpg")))
         assert count > 0
         assert str(count) in printed
+
+
+def test_printed_metrics_show_the_warm_start_only_when_there_was_one(capsys):
+    from tripletlib.cli import _print_metrics
+
+    values = {"rank1": 0.1, "rank5": 0.2, "mAP": 0.05}
+    metrics = {"row": "r", "dataset": "synthetic", "profile": "ci", "untrained": values,
+               "trained": {**values, "mAP": 0.07}}  # fmt: skip
+    _print_metrics(metrics)
+    plain = capsys.readouterr().out
+    assert "pretrained" not in plain and "mAP   7.0" in plain
+    _print_metrics({**metrics, "pretrained": {**values, "mAP": 0.06}})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0].strip() for line in lines[1:]] == ["untrained", "pretrained", "trained"]
+    assert lines[2].endswith("mAP   6.0")

@@ -133,10 +133,12 @@ def _require_dataset(data_root: str | None) -> None:
 
 def _print_metrics(metrics: dict) -> None:
     print(f"row {metrics['row']} on {metrics['dataset']} data, profile {metrics['profile']}")
-    for state in ("untrained", "trained"):
+    for state in ("untrained", "pretrained", "trained"):
+        if state not in metrics:  # "pretrained": only after a warm start (pretrain_steps > 0)
+            continue
         values = metrics[state]
         print(
-            f"  {state:>9}: Rank-1 {100 * values['rank1']:5.1f}  Rank-5 "
+            f"  {state:>10}: Rank-1 {100 * values['rank1']:5.1f}  Rank-5 "
             f"{100 * values['rank5']:5.1f}  mAP {100 * values['mAP']:5.1f}"
         )
 
