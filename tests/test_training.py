@@ -337,6 +337,46 @@ def test_evaluate_command_rejects_a_folder_without_a_run(tmp_path, tiny_market, 
     assert "not a trained model folder" in capsys.readouterr().err
 
 
+def test_cached_embeddings_are_computed_once_per_weights_and_images(offline_run, tmp_path,
+                                                                     monkeypatch):
+    """The notebooks' embedding cache: same weights and images -> read back, anything else ->
+    recomputed, never a stale file."""
+    from tripletlib import models, runs
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(offline_run.out_dir, run_dir)
+    rng = np.random.default_rng(0)
+    arrays = {name: rng.integers(0, 256, (n, 64, 32, 3), dtype=np.uint8)
+              for name, n in (("query", 5), ("gallery", 7))}
+    embedder = runs.load_embedder(run_dir)
+    first = runs.cached_embeddings(run_dir, arrays, batch_size=4)
+    for name, values in arrays.items():
+        np.testing.assert_allclose(first[name], models.embed_images(embedder, values), atol=1e-5)
+    assert (run_dir / runs.EMBEDDINGS_FILE).is_file()
+
+    calls = []
+    original = runs.load_embedder
+    monkeypatch.setattr(runs, "load_embedder", lambda path: calls.append(path) or original(path))
+    again = runs.cached_embeddings(run_dir, arrays, batch_size=4)
+    assert calls == [] and all(np.array_equal(again[n], first[n]) for n in arrays)
+
+    changed = {**arrays, "query": arrays["query"][::-1].copy()}
+    reordered = runs.cached_embeddings(run_dir, changed, batch_size=4)
+    assert len(calls) == 1
+    np.testing.assert_allclose(reordered["query"], first["query"][::-1], atol=1e-5)
+
+    other = original(run_dir)
+    other.set_weights([w + 0.01 for w in embedder.get_weights()])
+    other.save_weights(run_dir / "embedder.weights.h5")
+    retrained = runs.cached_embeddings(run_dir, changed, batch_size=4)
+    assert len(calls) == 2
+    assert not np.allclose(retrained["gallery"], first["gallery"], atol=1e-5)
+
+    (run_dir / "embedder.weights.h5").unlink()
+    with pytest.raises(FileNotFoundError, match="embedder.weights.h5"):
+        runs.cached_embeddings(run_dir, arrays)
+
+
 def test_pretraining_is_recorded_and_cached_per_backbone(offline_run, tiny_market, runs_dir):
     """The warm start runs once per backbone and seed; a second call reuses the weights file."""
     pretraining = offline_run.metrics["pretraining"]

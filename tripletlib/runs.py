@@ -9,6 +9,7 @@ is that of its approximate list and its mAP counts matches Annoy did not return 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -43,6 +44,43 @@ def load_embedder(run_dir: str | Path):
     embedder = build_row_embedder(run_config["backbone"], run_profile(run_config), weights=None)
     embedder.load_weights(weights)
     return embedder
+
+
+EMBEDDINGS_FILE = "embeddings.npz"
+
+
+def cached_embeddings(
+    run_dir: str | Path, arrays: dict[str, np.ndarray], batch_size: int = 128
+) -> dict[str, np.ndarray]:
+    """Embeddings of each image array in `arrays` by a run's trained embedder, kept on disk.
+
+    Stored in `run_dir/embeddings.npz` under a key of the weights file and of the images (names,
+    shapes, bytes): the book's notebooks embed a row's query and gallery once, not once each. A
+    key that differs (retrained weights, other images) recomputes and replaces the file.
+    """
+    run_dir = Path(run_dir)
+    weights = run_dir / "embedder.weights.h5"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} does not exist: the run in {run_dir} did not finish")
+    digest = hashlib.sha256(weights.read_bytes())
+    for name in sorted(arrays):
+        values = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{values.dtype}:{values.shape};".encode())
+        digest.update(values.tobytes())
+    key = digest.hexdigest()
+    path = run_dir / EMBEDDINGS_FILE
+    if path.is_file():
+        with np.load(path) as stored:
+            if str(stored["key"]) == key:
+                return {name: stored[f"embeddings_{name}"] for name in arrays}
+    embedder = load_embedder(run_dir)
+    result = {
+        name: models.embed_images(embedder, values, batch_size) for name, values in arrays.items()
+    }
+    temporary = path.with_name(path.stem + ".tmp.npz")
+    np.savez(temporary, key=np.array(key), **{f"embeddings_{n}": v for n, v in result.items()})
+    temporary.replace(path)
+    return result
 
 
 def evaluate_saved_model(

@@ -163,16 +163,17 @@ class Workspace:
         return load_embedder(self.run_dir(row))
 
     def test_embeddings(self, row: str) -> tuple[np.ndarray, np.ndarray]:
-        """Query and gallery embeddings of a trained row (computed once per workspace)."""
+        """Query and gallery embeddings of a trained row: computed once, then found again by the
+        next notebook in the row's run folder (`runs.cached_embeddings`)."""
         key = f"embeddings:{row}"
         if key not in self._cache:
-            from tripletlib.models import embed_images
+            from tripletlib.runs import cached_embeddings
 
-            embedder = self.load_embedder(row)
-            self._cache[key] = tuple(
-                embed_images(embedder, self.split(split).images, self.profile.embed_batch_size)
-                for split in ("query", "gallery")
+            splits = {name: self.split(name).images for name in ("query", "gallery")}
+            embeddings = cached_embeddings(
+                self.run_dir(row), splits, self.profile.embed_batch_size
             )
+            self._cache[key] = (embeddings["query"], embeddings["gallery"])
         return self._cache[key]
 
     def distances(self, row: str) -> np.ndarray:
