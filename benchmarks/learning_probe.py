@@ -14,6 +14,10 @@ test mAP and the per-epoch losses. Switches change one thing at a time:
 - `--zero-init-residual`: set the last BatchNorm scale of every ResNet-50 residual block to 0
   (Goyal et al. 2017), so that a from-scratch network starts as a shallow one.
 
+Every record carries `phase_seconds`: the wall seconds spent in the warm start, the evaluations
+(untrained, after the warm start, trained), the triplet fits (Keras `fit` with its validation and
+checkpoint callbacks, including the first step's tracing), mining and the checkpoints alone.
+
 The identity-classification warm start (`tripletlib.pretraining`) is a profile field:
 `--set pretrain_steps=0` turns it off, and the record shows "pretrained" (after it) beside
 "untrained" (random weights) and "trained".
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -113,6 +118,34 @@ def one_batch_triplet_model(embedder, augmentation=None, name="triplet_model"):
     return keras.Model(inputs, SplitThree(dtype="float32")(embedder(images)), name=name)
 
 
+def clock_phases(targets: dict[str, tuple[object, str]], seconds: dict[str, float]) -> None:
+    """Wrap each `(owner, attribute)` of `targets` so that its calls add their wall seconds to
+    `seconds[phase]` (the process's own copy of the library is patched, as the switches are)."""
+
+    def wrap(phase, function):
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - started
+
+        return timed
+
+    for phase, (owner, attribute) in targets.items():
+        setattr(owner, attribute, wrap(phase, getattr(owner, attribute)))
+
+
+PHASES = {
+    "warm start": (training, "pretrained_weights"),
+    "evaluations": (training._Trainer, "evaluate"),
+    "triplet fits": (training._Trainer, "_fit"),
+    "mining": (training._Trainer, "_hard_negatives"),
+    "checkpoints": (training._Trainer, "save"),
+}
+
+
 def zero_init_residual_embedder(build):
     def wrapped(backbone, profile, weights="profile"):
         embedder = build(backbone, profile, weights)
@@ -160,7 +193,10 @@ def main() -> None:
         progress=False,
     )
     backbone, loss, mining = config.THESIS_ROWS[args.row]
+    phase_seconds: dict[str, float] = {}
+    clock_phases(PHASES, phase_seconds)
     for seed in args.seeds:
+        phase_seconds.clear()
         started = time.perf_counter()
         result = training.train_row(
             backbone, loss, mining, profile, data_root, out / f"run-seed{seed}",
@@ -181,6 +217,7 @@ def main() -> None:
             "loss": [round(v, 4) for v in history["loss"]],
             "val_loss": [round(v, 4) for v in history["val_loss"]],
             "seconds": round(time.perf_counter() - started),
+            "phase_seconds": {k: round(v, 1) for k, v in phase_seconds.items()},
         }  # fmt: skip
         if args.json:
             print(json.dumps(record), flush=True)
@@ -190,7 +227,8 @@ def main() -> None:
                 f"{record['trained_mAP']:.4f} (Rank-1 {record['trained_rank1']:.4f}); "
                 f"pretrained {record['pretrained_mAP']}, {record['pretraining']}; "
                 f"loss per epoch {record['loss']}; "
-                f"val {record['val_loss']}; {record['seconds']} s",
+                f"val {record['val_loss']}; {record['seconds']} s "
+                f"({', '.join(f'{k} {v} s' for k, v in record['phase_seconds'].items())})",
                 flush=True,
             )
 

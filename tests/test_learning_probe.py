@@ -79,3 +79,29 @@ def test_one_batch_model_returns_each_branch_in_its_place(probe):
     for index, branch in enumerate((anchor, positive, negative)):
         expected = np.asarray(embedder.predict_on_batch(branch))
         np.testing.assert_allclose(stacked[:, index], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_phase_clock_adds_the_seconds_of_every_call(probe):
+    class Work:
+        def step(self, value):
+            import time
+
+            time.sleep(0.01)
+            return value * 2
+
+        def fail(self):
+            raise RuntimeError("stopped")
+
+    seconds = {}
+    probe.clock_phases({"steps": (Work, "step"), "failures": (Work, "fail")}, seconds)
+    work = Work()
+    assert work.step(3) == 6 and work.step(4) == 8
+    assert seconds["steps"] >= 0.02 and "failures" not in seconds
+    with pytest.raises(RuntimeError, match="stopped"):
+        work.fail()
+    assert seconds["failures"] >= 0.0
+
+
+def test_every_phase_names_a_library_function(probe):
+    for owner, attribute in probe.PHASES.values():
+        assert callable(getattr(owner, attribute))
