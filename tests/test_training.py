@@ -96,7 +96,8 @@ def test_offline_run_writes_every_artefact(offline_run, tiny_market):
     out = offline_run.out_dir
     assert offline_run.finished and not offline_run.reused
     assert (offline_run.epochs_completed, offline_run.total_epochs) == (2, 2)
-    for name in ("config.json", "embedder.weights.h5", "history.csv", "metrics.json"):
+    for name in ("config.json", "embedder.weights.h5", "history.csv", "metrics.json",
+                 "embeddings.npz"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == offline_run.metrics
@@ -375,6 +376,25 @@ def test_cached_embeddings_are_computed_once_per_weights_and_images(offline_run,
     (run_dir / "embedder.weights.h5").unlink()
     with pytest.raises(FileNotFoundError, match="embedder.weights.h5"):
         runs.cached_embeddings(run_dir, arrays)
+
+
+def test_the_run_stores_its_test_embeddings_for_the_notebooks(offline_run, tiny_market,
+                                                               monkeypatch):
+    """train_row leaves the query/gallery embeddings under the key the notebooks compute, so
+    that `cached_embeddings` finds them without rebuilding the embedder."""
+    from tripletlib import models, runs
+
+    splits = training.load_splits(tiny_market, PROFILE, offline_run.out_dir.parent / ".cache")
+    test = {name: splits[name].images for name in ("query", "gallery")}
+    monkeypatch.setattr(runs, "load_embedder", lambda path: pytest.fail("recomputed"))
+    stored = runs.cached_embeddings(offline_run.out_dir, test)
+    monkeypatch.undo()
+    embedder = runs.load_embedder(offline_run.out_dir)
+    for name, values in test.items():
+        np.testing.assert_allclose(stored[name], models.embed_images(embedder, values), atol=1e-5)
+    with pytest.raises(ValueError, match="3 embeddings for"):
+        runs.store_embeddings(offline_run.out_dir, {"query": test["query"][:4]},
+                              {"query": stored["query"][:3]})
 
 
 def test_pretraining_is_recorded_and_cached_per_backbone(offline_run, tiny_market, runs_dir):

@@ -49,37 +49,61 @@ def load_embedder(run_dir: str | Path):
 EMBEDDINGS_FILE = "embeddings.npz"
 
 
+def embeddings_key(weights: Path, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of a weights file and of named image arrays (names, dtypes, shapes, bytes)."""
+    digest = hashlib.sha256(Path(weights).read_bytes())
+    for name in sorted(arrays):
+        values = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{values.dtype}:{values.shape};".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def store_embeddings(
+    run_dir: str | Path, arrays: dict[str, np.ndarray], embeddings: dict[str, np.ndarray]
+) -> Path:
+    """Write `run_dir/embeddings.npz`: `embeddings[name]` of `arrays[name]` by the run's weights."""
+    run_dir = Path(run_dir)
+    if sorted(arrays) != sorted(embeddings):
+        raise ValueError(f"embeddings for {sorted(embeddings)} but images for {sorted(arrays)}")
+    for name, values in embeddings.items():
+        if len(values) != len(arrays[name]):
+            raise ValueError(
+                f"{name}: {len(values)} embeddings for {len(arrays[name])} images in {run_dir}"
+            )
+    key = embeddings_key(run_dir / "embedder.weights.h5", arrays)
+    path = run_dir / EMBEDDINGS_FILE
+    temporary = path.with_name(path.stem + ".tmp.npz")
+    np.savez(temporary, key=np.array(key), **{f"embeddings_{n}": v for n, v in embeddings.items()})
+    temporary.replace(path)
+    return path
+
+
 def cached_embeddings(
     run_dir: str | Path, arrays: dict[str, np.ndarray], batch_size: int = 128
 ) -> dict[str, np.ndarray]:
     """Embeddings of each image array in `arrays` by a run's trained embedder, kept on disk.
 
-    Stored in `run_dir/embeddings.npz` under a key of the weights file and of the images (names,
-    shapes, bytes): the book's notebooks embed a row's query and gallery once, not once each. A
-    key that differs (retrained weights, other images) recomputes and replaces the file.
+    Stored in `run_dir/embeddings.npz` (by `train_row` for the test split, or here) under a key of
+    the weights file and of the images (`embeddings_key`): the book's notebooks embed a row's
+    query and gallery once, not once each. A key that differs (retrained weights, other images)
+    recomputes and replaces the file.
     """
     run_dir = Path(run_dir)
     weights = run_dir / "embedder.weights.h5"
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} does not exist: the run in {run_dir} did not finish")
-    digest = hashlib.sha256(weights.read_bytes())
-    for name in sorted(arrays):
-        values = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}:{values.dtype}:{values.shape};".encode())
-        digest.update(values.tobytes())
-    key = digest.hexdigest()
     path = run_dir / EMBEDDINGS_FILE
     if path.is_file():
         with np.load(path) as stored:
-            if str(stored["key"]) == key:
+            names = {f"embeddings_{name}" for name in arrays}
+            if names <= set(stored.files) and str(stored["key"]) == embeddings_key(weights, arrays):
                 return {name: stored[f"embeddings_{name}"] for name in arrays}
     embedder = load_embedder(run_dir)
     result = {
         name: models.embed_images(embedder, values, batch_size) for name, values in arrays.items()
     }
-    temporary = path.with_name(path.stem + ".tmp.npz")
-    np.savez(temporary, key=np.array(key), **{f"embeddings_{n}": v for n, v in result.items()})
-    temporary.replace(path)
+    store_embeddings(run_dir, arrays, result)
     return result
 
 

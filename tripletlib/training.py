@@ -66,6 +66,7 @@ from tripletlib import (
     models,
     pretraining,
     retrieval,
+    runs,
     sampling,
 )
 
@@ -162,10 +163,19 @@ def evaluate_embedder(
     embedder: keras.Model, query: Split, gallery: Split, batch_size: int = 128
 ) -> dict[str, Any]:
     """Rank-1, Rank-5, mAP, CMC and valid queries, exact search, Market protocol (Section 4.1)."""
-    distances = retrieval.squared_distances(
+    return evaluate_embeddings(
         models.embed_images(embedder, query.images, batch_size),
         models.embed_images(embedder, gallery.images, batch_size),
+        query,
+        gallery,
     )
+
+
+def evaluate_embeddings(
+    query_embeddings: np.ndarray, gallery_embeddings: np.ndarray, query: Split, gallery: Split
+) -> dict[str, Any]:
+    """`evaluate_embedder` from embeddings already computed."""
+    distances = retrieval.squared_distances(query_embeddings, gallery_embeddings)
     result = evaluation.evaluate(
         distances, query.person_ids, gallery.person_ids, query.camera_ids, gallery.camera_ids
     )
@@ -246,8 +256,16 @@ def train_row(
     if trainer.epochs_completed < epochs:
         return RunResult(row, out_dir, None, False, trainer.epochs_completed, epochs)
 
-    trained = trainer.evaluate(splits["query"], splits["gallery"])
+    test = {name: splits[name].images for name in ("query", "gallery")}
+    embeddings = {
+        name: models.embed_images(trainer.embedder, values, profile.embed_batch_size)
+        for name, values in test.items()
+    }
+    trained = evaluate_embeddings(
+        embeddings["query"], embeddings["gallery"], splits["query"], splits["gallery"]
+    )
     trainer.embedder.save_weights(out_dir / "embedder.weights.h5")
+    runs.store_embeddings(out_dir, test, embeddings)  # what the notebooks ask for next
     metrics = {
         "row": row,
         "backbone": backbone,
@@ -673,7 +691,10 @@ def load_splits(
 
 
 # --- files --------------------------------------------------------------------------------------
-RUN_FILES = ("checkpoints", "history.csv", "metrics.json", "mining.json", "embedder.weights.h5")
+RUN_FILES = (
+    "checkpoints", "history.csv", "metrics.json", "mining.json", "embedder.weights.h5",
+    "embeddings.npz",
+)  # fmt: skip
 
 
 def _prepare_out_dir(out_dir: Path, run_config: dict[str, Any], resume: bool) -> None:
