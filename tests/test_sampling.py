@@ -6,7 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from tripletlib.sampling import PKDataset, TripletDataset, classify_triplets
+from tripletlib.pretraining import IdentityBatches
+from tripletlib.sampling import LOADER_WORKERS, PKDataset, TripletDataset, classify_triplets
+from tripletlib.training import _FixedEpoch
 
 # Identities 1-5: 6 images each over cameras 1, 2, 3 (two per camera).
 # Identity 6: 3 images, all from camera 4 (single-camera rule).
@@ -209,6 +211,28 @@ def test_fit_reads_the_same_epochs_when_resumed():
     assert len(resumed) == 1
     assert resumed[0] == pytest.approx(fresh[2], rel=1e-6)
     assert fresh[0] != pytest.approx(fresh[1], rel=1e-6)
+
+
+def test_keras_reads_the_datasets_with_worker_threads_and_no_tf_data_autotuning():
+    """With one worker Keras adds tf.data's prefetch(AUTOTUNE), whose autotuning thread makes the
+    end of `fit` wait up to 60 s (sampling.LOADER_WORKERS); with more, Keras turns it off."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    images = row_images(len(PERSON_IDS))
+    datasets = {
+        "TripletDataset": make_triplets(batch_size=8),
+        "PKDataset": PKDataset(images, PERSON_IDS, p=2, k=2, steps_per_epoch=3),
+        "IdentityBatches": IdentityBatches(images, PERSON_IDS, batch_size=4, steps=3, seed=0),
+        "validation batches": _FixedEpoch(make_triplets(batch_size=8)),
+    }
+    assert LOADER_WORKERS > 1
+    for name, dataset in datasets.items():
+        assert dataset.workers == LOADER_WORKERS, name
+        adapter = PyDatasetAdapter(dataset)
+        assert adapter.enqueuer is not None, name
+        if keras.backend.backend() == "tensorflow":
+            assert adapter.get_tf_dataset().options().autotune.enabled is False, name
+    assert TripletDataset(images, PERSON_IDS, CAMERA_IDS, workers=1).workers == 1
 
 
 def test_pk_batches_hold_p_identities_of_k_images():

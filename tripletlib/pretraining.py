@@ -21,10 +21,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from tripletlib import sampling
+
 CLASSIFIER_FEATURES_LAYER = "embedding"  # the embedder's Dense layer before L2 normalisation
 
 
-class IdentityBatches(keras.utils.PyDataset):
+class IdentityBatches(sampling.Batches):
     """`steps` batches of `(images float32 (B, H, W, 3), identity index int32 (B,))`.
 
     Batch i holds `batch_size` distinct images drawn with `np.random.default_rng([seed, i])`:

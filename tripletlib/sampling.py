@@ -68,7 +68,25 @@ def _check_seed(seed) -> None:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
 
 
-class _EpochDataset(keras.utils.PyDataset):
+# Keras reads a PyDataset through tf.data under the TensorFlow backend. With one worker (Keras'
+# default) it adds `prefetch(AUTOTUNE)`, and destroying that pipeline at the end of `fit` waits for
+# tf.data's autotuning thread, which sleeps up to 60 s between rounds: with TF 2.21 on 2 cores the
+# ci MILDNet warm start took 85-94 s or 145 s for the same work, both cores idle for the
+# difference (docs/benchmarks.md, "The wait at the end of fit"). With more than one worker Keras
+# feeds the batches from its own threads and turns tf.data's autotuning off. Batches are pure
+# functions of (seed, epoch, index), so the threads change no batch.
+LOADER_WORKERS = 2
+
+
+class Batches(keras.utils.PyDataset):
+    """A Keras ``PyDataset`` read by ``LOADER_WORKERS`` threads unless ``workers`` is given."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("workers", LOADER_WORKERS)
+        super().__init__(**kwargs)
+
+
+class _EpochDataset(Batches):
     """Shared epoch bookkeeping: ``set_epoch``, ``on_epoch_end`` and ``__len__``."""
 
     def __init__(self, seed: int, steps_per_epoch: int, **kwargs) -> None:

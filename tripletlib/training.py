@@ -570,7 +570,7 @@ class _Trainer:
         return True
 
 
-class _FixedEpoch(keras.utils.PyDataset):
+class _FixedEpoch(sampling.Batches):
     """Always the batches of epoch 0, so that validation losses of all epochs compare."""
 
     def __init__(self, dataset) -> None:

@@ -1,0 +1,108 @@
+"""How long does Keras' `fit` wait after its last step? The ci warm start with 1 or 2 loader workers.
+
+Under the TensorFlow backend Keras reads a `PyDataset` through tf.data. With one worker (Keras'
+default) it adds `prefetch(AUTOTUNE)`; at the end of `fit` the pipeline's iterator is destroyed,
+and its destructor joins tf.data's autotuning thread (`Model::OptimizeLoop`), which sleeps between
+rounds for up to 60 s. Measured with TF 2.21 on 2 cores: the 150-step MILDNet warm start of the
+`ci` profile returned 0 s or about 55 s after its last step, both cores idle in the wait
+(docs/benchmarks.md, "The wait at the end of fit"). With more than one worker Keras feeds the
+batches from its own threads and turns the autotuning off; `tripletlib.sampling.LOADER_WORKERS`
+is that setting for every dataset of the library.
+
+Each repeat trains a fresh embedder with `pretraining.pretrain_by_identity` on the ci synthetic
+data and prints the seconds of `fit`, the seconds from Keras' `on_train_end` to `fit` returning
+(the wait), and the final loss (identical for 1 and 2 workers: the batches do not change).
+
+    python benchmarks/fit_exit_wait.py                          # mildnet, workers 1 and 2, 3 each
+    python benchmarks/fit_exit_wait.py --workers 1 --repeats 5 --steps 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tripletlib.quiet import import_keras_quietly  # noqa: E402
+
+keras = import_keras_quietly()
+
+from tripletlib import augment, config, pretraining, synthetic, training  # noqa: E402
+
+
+class TrainEndClock(keras.callbacks.Callback):
+    """Records when Keras calls `on_train_end` (after the last step, before `fit` returns)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended = None
+
+    def on_train_end(self, logs=None):
+        self.ended = time.perf_counter()
+
+
+def timed_fit(clock: TrainEndClock):
+    """`keras.Model.fit` with `clock` among its callbacks."""
+    original = keras.Model.fit
+
+    def fit(self, *args, **kwargs):
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), clock]
+        return original(self, *args, **kwargs)
+
+    return fit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="mildnet", choices=config.BACKBONE_CHOICES)
+    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="default: the ci profile's")
+    parser.add_argument("--out", default="results/fit_exit_wait")
+    args = parser.parse_args()
+
+    profile = config.resolve_profile("ci")
+    steps = args.steps or profile.pretrain_steps
+    data_root = Path(args.out) / "data-ci"
+    synthetic.generate_synthetic_market(
+        data_root,
+        train_ids=profile.synthetic_train_ids,
+        test_ids=profile.synthetic_test_ids,
+        seed=profile.synthetic_seed,
+        progress=False,
+    )
+    train = training.load_splits(data_root, profile, Path(args.out) / ".cache", False)["train"]
+    clock = TrainEndClock()
+    keras.Model.fit = timed_fit(clock)
+    original_init = pretraining.IdentityBatches.__init__
+    for workers in args.workers:
+
+        def init(self, *a, _workers=workers, **kw):
+            original_init(self, *a, **{**kw, "workers": _workers})
+
+        pretraining.IdentityBatches.__init__ = init
+        for repeat in range(args.repeats):
+            keras.utils.set_random_seed(0)
+            embedder = training.build_row_embedder(args.backbone, profile.replace(freeze_layers=0))
+            started = time.perf_counter()
+            record = pretraining.pretrain_by_identity(
+                embedder, train.images, train.person_ids, steps=steps,
+                batch_size=profile.pretrain_batch_size,
+                learning_rate=profile.pretrain_learning_rate_of(args.backbone), seed=0,
+                augmentation=augment.build_augmentation(seed=0) if profile.augment else None,
+            )  # fmt: skip
+            returned = time.perf_counter()
+            print(json.dumps({
+                "backbone": args.backbone, "workers": workers, "repeat": repeat, "steps": steps,
+                "fit_seconds": round(returned - started, 1),
+                "wait_after_last_step_seconds": round(returned - clock.ended, 1),
+                "loss": record["loss"],
+            }), flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
