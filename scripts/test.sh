@@ -15,9 +15,12 @@ $BIN/ruff check tripletlib tests benchmarks data_scripts
 step "slow test: the ci-profile book batch (every row trained, tables, figures)"
 KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m slow -q
 
+# Two notebooks at a time (pytest-xdist, one notebook per worker): they only read the rows that the
+# batch above trained into results/ci. Without those rows, two notebooks could train the same row
+# into the same folder at once: run nbval without -n then.
 step "notebooks (nbval, outputs of the ci profile)"
 KERAS_BACKEND=tensorflow $BIN/python -m pytest --nbval-lax --sanitize-with book/sanitize.cfg \
-    book -q -p no:cacheprovider
+    book -q -p no:cacheprovider -n 2 --dist loadscope
 
 step "unit tests, KERAS_BACKEND=tensorflow"
 KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m "not slow" -q

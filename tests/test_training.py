@@ -429,3 +429,37 @@ def test_no_pretraining_leaves_no_pretrained_metrics(tiny_market, tmp_path):
                     progress=False)  # fmt: skip
     assert "pretrained" not in run.metrics and "pretraining" not in run.metrics
     assert not (tmp_path / ".cache" / "pretrained").exists()
+
+
+def test_rows_of_a_backbone_share_their_untrained_and_pretrained_evaluations(
+    offline_run, tiny_market, runs_dir, monkeypatch
+):
+    """Same seed, same random embedder, same warm start: the second row reads both evaluations
+    from the cache instead of embedding the test images again; other weights are recomputed."""
+    calls = []
+    original = training.evaluate_embedder
+    monkeypatch.setattr(
+        training, "evaluate_embedder", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    lossless = train_row("mildnet", "lossless", "offline", PROFILE, tiny_market,
+                         runs_dir / "lossless", progress=False)  # fmt: skip
+    assert calls == []
+    for state in ("untrained", "pretrained"):
+        assert lossless.metrics[state] == offline_run.metrics[state]
+    assert lossless.metrics["trained"] != offline_run.metrics["trained"]
+
+    cache = runs_dir / ".cache" / "evaluations"
+    splits = training.load_splits(tiny_market, PROFILE, runs_dir / ".cache")
+    query, gallery = splits["query"], splits["gallery"]
+    keras.utils.set_random_seed(123)  # not the rows' seed: weights no row had
+    embedder = training.build_row_embedder("mildnet", PROFILE, weights=None)
+    first = training.cached_evaluation(embedder, query, gallery, cache)
+    assert len(calls) == 1 and set(first) == set(METRIC_KEYS)
+    assert training.cached_evaluation(embedder, query, gallery, cache) == first
+    assert len(calls) == 1
+    reordered = query.subset(np.arange(len(query.person_ids))[::-1])  # other images: another key
+    training.cached_evaluation(embedder, reordered, gallery, cache)
+    assert len(calls) == 2
+    embedder.set_weights([w + 0.01 for w in embedder.get_weights()])
+    training.cached_evaluation(embedder, query, gallery, cache)
+    assert len(calls) == 3

@@ -183,6 +183,40 @@ def evaluate_embeddings(
     return {key: values[key] for key in METRIC_KEYS}
 
 
+def evaluation_key(embedder: keras.Model, query: Split, gallery: Split) -> str:
+    """SHA-256 of the backend, the embedder's weights and the query and gallery (images, ids)."""
+    digest = hashlib.sha256(keras.backend.backend().encode())
+    for weight in embedder.weights:
+        values = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{weight.path}:{values.dtype}:{values.shape};".encode())
+        digest.update(values.tobytes())
+    for split in (query, gallery):
+        for values in (split.images, split.person_ids, split.camera_ids):
+            values = np.ascontiguousarray(values)
+            digest.update(f"{values.dtype}:{values.shape};".encode())
+            digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def cached_evaluation(
+    embedder: keras.Model, query: Split, gallery: Split, cache_dir: Path, batch_size: int = 128
+) -> dict[str, Any]:
+    """`evaluate_embedder`, kept in `cache_dir/<evaluation_key>.json`.
+
+    The rows of one backbone build the same random embedder from the same seed and load the same
+    warm start, so their "untrained" and "pretrained" evaluations are the same numbers: the
+    first row computes them, the others read them. Other weights or images: another key.
+    """
+    path = Path(cache_dir) / f"{evaluation_key(embedder, query, gallery)}.json"
+    stored = _read_json(path)
+    if stored is not None:
+        return stored
+    result = evaluate_embedder(embedder, query, gallery, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(path, result)
+    return result
+
+
 def train_row(
     backbone: str,
     loss: str,
@@ -240,8 +274,10 @@ def train_row(
 
     untrained_path = trainer.checkpoint_dir / "untrained.json"
     pretrained_path = trainer.checkpoint_dir / "pretrained.json"
+    evaluations = cache / "evaluations"  # the rows of one backbone start from the same weights
     if not (resume and trainer.restore()):
-        _write_json(untrained_path, trainer.evaluate(splits["query"], splits["gallery"]))
+        untrained = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
+        _write_json(untrained_path, untrained)
         if profile.pretrain_steps > 0:
             weights, record = pretrained_weights(
                 backbone, profile, train, seed, cache / "pretrained", progress
@@ -249,7 +285,7 @@ def train_row(
             # The backbone only: the head starts random, as on top of ImageNet weights.
             models.get_backbone(trainer.embedder).load_weights(weights)
             keras.utils.set_random_seed(seed)  # the same state after a cache hit as after a miss
-            evaluation_after = trainer.evaluate(splits["query"], splits["gallery"])
+            evaluation_after = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
             _write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
     last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
     trainer.run(until_epoch=last_epoch)
@@ -390,8 +426,10 @@ class _Trainer:
         weight_ids = {id(weight) for weight in self.model.weights}
         self.seed_states = [v for v in self.model.variables if id(v) not in weight_ids]
 
-    def evaluate(self, query: Split, gallery: Split) -> dict[str, Any]:
-        return evaluate_embedder(self.embedder, query, gallery, self.profile.embed_batch_size)
+    def evaluate(self, query: Split, gallery: Split, cache_dir: Path) -> dict[str, Any]:
+        return cached_evaluation(
+            self.embedder, query, gallery, cache_dir, self.profile.embed_batch_size
+        )
 
     # --- training -----------------------------------------------------------------------------
     def iterations(self) -> list[tuple[int, int, int]]:
