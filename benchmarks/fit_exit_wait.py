@@ -9,8 +9,8 @@ rounds for up to 60 s. Measured with TF 2.21 on 2 cores: the 150-step MILDNet wa
 batches from its own threads and turns the autotuning off; `tripletlib.sampling.LOADER_WORKERS`
 is that setting for every dataset of the library.
 
-Each repeat trains a fresh embedder with `pretraining.pretrain_by_identity` on the ci synthetic
-data and prints the seconds of `fit`, the seconds from Keras' `on_train_end` to `fit` returning
+Each repeat is a fresh process that trains one embedder with `pretraining.pretrain_by_identity`
+on the ci synthetic data (as each notebook's kernel does) and prints the seconds of `fit`, the seconds from Keras' `on_train_end` to `fit` returning
 (the wait), and the final loss (identical for 1 and 2 workers: the batches do not change).
 
     python benchmarks/fit_exit_wait.py                          # mildnet, workers 1 and 2, 3 each
@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,52 +58,70 @@ def timed_fit(clock: TrainEndClock):
     return fit
 
 
+def one_fit(args) -> dict:
+    """One warm start in this process with `args.workers[0]` loader workers."""
+    profile = config.resolve_profile("ci")
+    steps = args.steps or profile.pretrain_steps
+    data_root = Path(args.out) / "data-ci"
+    train = training.load_splits(data_root, profile, Path(args.out) / ".cache", False)["train"]
+    clock = TrainEndClock()
+    keras.Model.fit = timed_fit(clock)
+    original_init = pretraining.IdentityBatches.__init__
+    workers = args.workers[0]
+
+    def init(self, *a, **kw):
+        original_init(self, *a, **{**kw, "workers": workers})
+
+    pretraining.IdentityBatches.__init__ = init
+    keras.utils.set_random_seed(0)
+    embedder = training.build_row_embedder(args.backbone, profile.replace(freeze_layers=0))
+    started = time.perf_counter()
+    record = pretraining.pretrain_by_identity(
+        embedder, train.images, train.person_ids, steps=steps,
+        batch_size=profile.pretrain_batch_size,
+        learning_rate=profile.pretrain_learning_rate_of(args.backbone), seed=0,
+        augmentation=augment.build_augmentation(seed=0) if profile.augment else None,
+    )  # fmt: skip
+    returned = time.perf_counter()
+    return {
+        "backbone": args.backbone, "workers": workers, "steps": steps,
+        "fit_seconds": round(returned - started, 1),
+        "wait_after_last_step_seconds": round(returned - clock.ended, 1),
+        "loss": record["loss"],
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="mildnet", choices=config.BACKBONE_CHOICES)
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per setting")
     parser.add_argument("--steps", type=int, default=None, help="default: the ci profile's")
     parser.add_argument("--out", default="results/fit_exit_wait")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_fit(args)), flush=True)
+        return
 
     profile = config.resolve_profile("ci")
-    steps = args.steps or profile.pretrain_steps
-    data_root = Path(args.out) / "data-ci"
     synthetic.generate_synthetic_market(
-        data_root,
+        Path(args.out) / "data-ci",
         train_ids=profile.synthetic_train_ids,
         test_ids=profile.synthetic_test_ids,
         seed=profile.synthetic_seed,
         progress=False,
     )
-    train = training.load_splits(data_root, profile, Path(args.out) / ".cache", False)["train"]
-    clock = TrainEndClock()
-    keras.Model.fit = timed_fit(clock)
-    original_init = pretraining.IdentityBatches.__init__
+    # One fit per process, as in the book (each notebook's kernel) and in the diagnosis.
     for workers in args.workers:
-
-        def init(self, *a, _workers=workers, **kw):
-            original_init(self, *a, **{**kw, "workers": _workers})
-
-        pretraining.IdentityBatches.__init__ = init
         for repeat in range(args.repeats):
-            keras.utils.set_random_seed(0)
-            embedder = training.build_row_embedder(args.backbone, profile.replace(freeze_layers=0))
-            started = time.perf_counter()
-            record = pretraining.pretrain_by_identity(
-                embedder, train.images, train.person_ids, steps=steps,
-                batch_size=profile.pretrain_batch_size,
-                learning_rate=profile.pretrain_learning_rate_of(args.backbone), seed=0,
-                augmentation=augment.build_augmentation(seed=0) if profile.augment else None,
-            )  # fmt: skip
-            returned = time.perf_counter()
-            print(json.dumps({
-                "backbone": args.backbone, "workers": workers, "repeat": repeat, "steps": steps,
-                "fit_seconds": round(returned - started, 1),
-                "wait_after_last_step_seconds": round(returned - clock.ended, 1),
-                "loss": record["loss"],
-            }), flush=True)  # fmt: skip
+            command = [sys.executable, __file__, "--one", "--backbone", args.backbone,
+                       "--workers", str(workers), "--out", args.out]  # fmt: skip
+            if args.steps:
+                command += ["--steps", str(args.steps)]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            record = json.loads(output.strip().splitlines()[-1])
+            print(json.dumps({**record, "repeat": repeat}), flush=True)
 
 
 if __name__ == "__main__":
