@@ -33,7 +33,7 @@ from tripletlib.quiet import import_keras_quietly  # noqa: E402
 
 keras = import_keras_quietly()
 
-from tripletlib import augment, config, pretraining, synthetic, training  # noqa: E402
+from tripletlib import augment, config, pretraining, sampling, synthetic, training  # noqa: E402
 
 
 class TrainEndClock(keras.callbacks.Callback):
@@ -66,13 +66,8 @@ def one_fit(args) -> dict:
     train = training.load_splits(data_root, profile, Path(args.out) / ".cache", False)["train"]
     clock = TrainEndClock()
     keras.Model.fit = timed_fit(clock)
-    original_init = pretraining.IdentityBatches.__init__
     workers = args.workers[0]
-
-    def init(self, *a, **kw):
-        original_init(self, *a, **{**kw, "workers": workers})
-
-    pretraining.IdentityBatches.__init__ = init
+    sampling.LOADER_WORKERS = workers  # read by every dataset of the library when it is built
     keras.utils.set_random_seed(0)
     embedder = training.build_row_embedder(args.backbone, profile.replace(freeze_layers=0))
     started = time.perf_counter()

@@ -49,13 +49,18 @@ def load_embedder(run_dir: str | Path):
 EMBEDDINGS_FILE = "embeddings.npz"
 
 
+def update_digest(digest, named_arrays) -> None:
+    """Feed `(name, array)` pairs to a hashlib digest: name, dtype, shape, then the bytes."""
+    for name, values in named_arrays:
+        values = np.ascontiguousarray(values)
+        digest.update(f"{name}:{values.dtype}:{values.shape};".encode())
+        digest.update(values.tobytes())
+
+
 def embeddings_key(weights: Path, arrays: dict[str, np.ndarray]) -> str:
     """SHA-256 of a weights file and of named image arrays (names, dtypes, shapes, bytes)."""
     digest = hashlib.sha256(Path(weights).read_bytes())
-    for name in sorted(arrays):
-        values = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}:{values.dtype}:{values.shape};".encode())
-        digest.update(values.tobytes())
+    update_digest(digest, sorted(arrays.items()))
     return digest.hexdigest()
 
 

@@ -186,15 +186,14 @@ def evaluate_embeddings(
 def evaluation_key(embedder: keras.Model, query: Split, gallery: Split) -> str:
     """SHA-256 of the backend, the embedder's weights and the query and gallery (images, ids)."""
     digest = hashlib.sha256(keras.backend.backend().encode())
-    for weight in embedder.weights:
-        values = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
-        digest.update(f"{weight.path}:{values.dtype}:{values.shape};".encode())
-        digest.update(values.tobytes())
-    for split in (query, gallery):
-        for values in (split.images, split.person_ids, split.camera_ids):
-            values = np.ascontiguousarray(values)
-            digest.update(f"{values.dtype}:{values.shape};".encode())
-            digest.update(values.tobytes())
+    runs.update_digest(
+        digest, ((w.path, keras.ops.convert_to_numpy(w)) for w in embedder.weights)
+    )
+    for name, split in (("query", query), ("gallery", gallery)):
+        runs.update_digest(digest, (
+            (f"{name}_{field}", getattr(split, field))
+            for field in ("images", "person_ids", "camera_ids")
+        ))  # fmt: skip
     return digest.hexdigest()
 
 
