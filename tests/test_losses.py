@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -146,18 +147,63 @@ def test_lossless_arsenault_original_setting():
 def test_lossless_clips_distances_above_beta():
     # d(a, p) = 9 > beta is clipped to 4 -> -ln(eps); D - d(a, n) = 4 - 9 < 0 is clipped to 0 -> 0.
     anchor, positive, negative = triplets_with_distances([9.0, 1.0], [9.0, 3.0])
-    per_triplet = [
-        float(
-            losses.lossless_triplet_loss(
-                anchor[i : i + 1], positive[i : i + 1], negative[i : i + 1]
-            )
-        )
-        for i in range(2)
-    ]
+    with pytest.warns(UserWarning, match="squared distance of 9 exceeds max_distance=4"):
+        first = losses.lossless_triplet_loss(anchor[:1], positive[:1], negative[:1])
+    second = losses.lossless_triplet_loss(anchor[1:], positive[1:], negative[1:])
+    per_triplet = [float(first), float(second)]
     assert per_triplet[0] == pytest.approx(-math.log(1e-8), rel=1e-5)
     assert all(np.isfinite(per_triplet))
-    batch = float(losses.lossless_triplet_loss(anchor, positive, negative))
+    with pytest.warns(UserWarning, match="L2-normalised"):
+        batch = float(losses.lossless_triplet_loss(anchor, positive, negative))
     assert batch == pytest.approx(sum(per_triplet) / 2, rel=1e-5)
+
+
+def test_lossless_off_the_unit_sphere_warns_and_saturates():
+    """Norm-3 embeddings: every squared distance far above D = 4, both terms clipped. The loss is
+    -ln(eps) for the clipped positive plus -ln(1) for the clipped negative = 18.42, its gradient
+    exactly zero, and the call warns (the documented behaviour; the issue found it silent)."""
+    rng = np.random.default_rng(0)
+    stacked = rng.normal(size=(4, 3, 8)).astype(np.float32)
+    stacked[:, 1] = -stacked[:, 0]  # positive opposite the anchor: d(a, p) = 4 |a|^2 = 36
+    stacked[:, 2] = -stacked[:, 0]
+    stacked *= 3 / np.linalg.norm(stacked, axis=-1, keepdims=True)
+    with pytest.warns(UserWarning, match="exceeds max_distance=4"):
+        value = float(losses.lossless_triplet_loss(stacked[:, 0], stacked[:, 1], stacked[:, 2]))
+    assert value == pytest.approx(-math.log(1e-8), rel=1e-5)  # 18.42
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TensorFlow's tape sees the values, jax.grad does not
+        grads = gradient(
+            lambda v: losses.lossless_triplet_loss(v[:, 0], v[:, 1], v[:, 2]), stacked
+        )
+    assert np.all(grads == 0.0)
+    # On the sphere (the same directions, norm 1): no warning, a real gradient.
+    unit = stacked / 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        losses.lossless_triplet_loss(unit[:, 0], unit[:, 1], unit[:, 2])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_lossless_raises_on_nan_or_infinite_embeddings(bad):
+    anchor, positive, negative = triplets_with_distances([1.0, 1.0], [3.0, 3.0])
+    positive[1, 0] = bad
+    with pytest.raises(ValueError, match="positive holds 1 NaN or infinite"):
+        losses.lossless_triplet_loss(anchor, positive, negative)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        losses.LosslessTripletLoss()(
+            np.zeros(2, np.float32), np.stack([anchor, positive, negative], axis=1)
+        )
+
+
+def test_lossless_nan_inside_a_compiled_step_gives_nan_not_a_number():
+    """Traced, the values are unknown, so nothing can be raised: NaN in, NaN out (documented),
+    never a finite number that hides the divergence."""
+    anchor, positive, negative = triplets_with_distances([1.0, 1.0], [3.0, 3.0])
+    positive[1, 0] = np.nan
+    stacked = np.stack([anchor, positive, negative], axis=1)
+    value = float(compiled(losses.LosslessTripletLoss(), y_pred_ndim=3)(np.zeros(2, np.float32),
+                                                                        stacked))
+    assert math.isnan(value)
 
 
 def test_lossless_is_finite_when_compiled():
@@ -186,7 +232,9 @@ def test_lossless_gradients_are_finite_even_when_clipped_or_coincident():
     def loss_of(values):
         return losses.lossless_triplet_loss(values[:, 0], values[:, 1], values[:, 2])
 
-    grads = gradient(loss_of, stacked)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # d = 9 is off the sphere on purpose
+        grads = gradient(loss_of, stacked)
     assert grads.shape == stacked.shape
     assert np.all(np.isfinite(grads))
     # the middle-of-the-range triplet 1 is pulled: its positive moves towards the anchor

@@ -7,7 +7,7 @@ User errors (a bad argument, a missing dataset) print one clear line and exit wi
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +21,15 @@ class UsageError(ValueError):
 
 
 def _command_synth(args: argparse.Namespace) -> int:
-    from tripletlib.synthetic import generate_synthetic_market
+    explicit = [f"--{name.replace('_', '-')}" for name in ("train_ids", "test_ids")
+                if getattr(args, name) is not None]  # fmt: skip
+    if args.preset and explicit:
+        raise UsageError(
+            f"--preset {args.preset} sets every count; leave out {' and '.join(explicit)}, or "
+            "leave out --preset to choose the counts"
+        )
+    _require_folder_or_nothing(args.out, "--out")
+    from tripletlib.synthetic import PRESETS, generate_synthetic_market
 
     kwargs = {
         "seed": args.seed,
@@ -32,26 +40,49 @@ def _command_synth(args: argparse.Namespace) -> int:
     if args.preset:
         kwargs["preset"] = args.preset
     else:
-        kwargs.update(train_ids=args.train_ids, test_ids=args.test_ids)
+        small = PRESETS["small"]
+        kwargs.update(
+            train_ids=small.train_ids if args.train_ids is None else args.train_ids,
+            test_ids=small.test_ids if args.test_ids is None else args.test_ids,
+        )
     summary = generate_synthetic_market(args.out, **kwargs)
-    print(f"wrote a synthetic Market-shaped dataset to {args.out}")
+    verb = "found it complete and unchanged in" if summary.reused else "wrote"
+    print(f"{verb} a synthetic Market-shaped dataset: {args.out}")
     print(summary)
     return 0
 
 
 def _command_summary(args: argparse.Namespace) -> int:
-    from tripletlib.data import identities_per_camera, load_market1501, summarize
+    from tripletlib.data import (
+        MarketFormatError,
+        identities_per_camera,
+        load_market1501,
+        save_metadata,
+        summarize,
+    )
 
-    metadata = load_market1501(args.data)
+    if args.save and Path(args.save).is_dir():
+        raise UsageError(f"--save {args.save} is a folder; expected a CSV file name")
+    try:
+        metadata = load_market1501(args.data, check_images=args.check, progress=args.check)
+    except MarketFormatError as error:
+        if not args.check or not error.problems:
+            raise
+        for path, reason in error.problems:  # --check names every bad file, not the first ten
+            print(f"bad: {path}: {reason}")
+        raise UsageError(
+            f"{args.data}: {len(error.problems)} problem(s), each listed above"
+        ) from None
     kind = config.dataset_kind(args.data)
     print(f"dataset: {args.data} ({kind})")
+    if args.check:
+        print(f"checked: all {len(metadata)} images decode")
     print(summarize(metadata).to_string())
     print()
     print("identities per camera:")
     print(identities_per_camera(metadata).to_string())
+    sys.stdout.flush()  # the results are out before the file is written
     if args.save:
-        from tripletlib.data import save_metadata
-
         save_metadata(metadata, args.save)
         print(f"metadata table saved to {args.save}")
     return 0
@@ -70,9 +101,10 @@ def _command_train(args: argparse.Namespace) -> int:
     config.validate_row(args.backbone, args.loss, args.mining)
     profile = _profile_from_args(args)
     _require_dataset(args.data)
+    _require_folder_or_nothing(args.out, "--out")
     from tripletlib.training import train_row
 
-    train_row(
+    result = train_row(
         args.backbone,
         args.loss,
         args.mining,
@@ -82,9 +114,12 @@ def _command_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         resume=not args.restart,
         progress=not args.quiet,
+        overwrite=args.overwrite,
+        keep_checkpoints=args.keep_checkpoints,
     )
-    metrics = json.loads((Path(args.out) / "metrics.json").read_text())
-    _print_metrics(metrics)
+    if result.reused:
+        print(f"{args.out} already holds this finished run (same config.json); not trained again")
+    _print_metrics(result.metrics)
     return 0
 
 
@@ -95,15 +130,22 @@ def _command_evaluate(args: argparse.Namespace) -> int:
             f"{args.model} is not a trained model folder: expected config.json and "
             "embedder.weights.h5 written by `tripletlib train --out DIR`"
         )
-    from tripletlib.runs import evaluate_saved_model
+    from tripletlib.runs import evaluate_saved_model, save_evaluation
 
     metrics = evaluate_saved_model(
-        args.model, args.data, search=args.search, protocol=args.protocol, progress=not args.quiet
+        args.model,
+        args.data,
+        search=args.search,
+        protocol=args.protocol,
+        progress=not args.quiet,
+        save=False,
     )
     for key in ("rank1", "rank5", "mAP"):
         print(f"{key:>6}: {100 * metrics[key]:.1f} %")
     print(f"queries evaluated: {metrics['num_valid_queries']}; search: {args.search}")
-    print(f"written to {metrics['path']}")
+    sys.stdout.flush()  # printed before anything is written: a read-only folder loses nothing
+    path = save_evaluation(args.model, metrics)
+    print(f"written to {path}")
     return 0
 
 
@@ -131,6 +173,18 @@ def _require_dataset(data_root: str | None) -> None:
         )
 
 
+def _require_folder_or_nothing(path: str, option: str) -> None:
+    """An output path must be a folder or not exist yet; its nearest existing parent writable."""
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{option} {path} is a file; expected a folder (or a new folder name)")
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: cannot write into {existing} (permission denied)")
+
+
 def _print_metrics(metrics: dict) -> None:
     print(f"row {metrics['row']} on {metrics['dataset']} data, profile {metrics['profile']}")
     for state in ("untrained", "pretrained", "trained"):
@@ -143,68 +197,192 @@ def _print_metrics(metrics: dict) -> None:
         )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage block is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option shows its default, except required ones, flags and "not set" (None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        unset = default is None or default is False or default is argparse.SUPPRESS
+        if "%(default)" in text or action.required or unset:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _integer(lowest: int):
+    """An argparse type: an integer >= `lowest`, else an error naming the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{value}; expected an integer >= {lowest}")
+        return value
+
+    parse.__name__ = f"integer >= {lowest}"
+    return parse
+
+
+def _first_sentence(text: str) -> str:
+    for separator in (": ", "; ", ". "):
+        text = text.split(separator)[0]
+    return text.rstrip(".")
+
+
+def _train_epilog() -> str:
+    lines = ["profiles (--profile):"]
+    for name, profile in sorted(config.PROFILES.items()):
+        steps = profile.steps_per_epoch or "all"
+        warm = f", warm start {profile.pretrain_steps} steps" if profile.pretrain_steps else ""
+        lines.append(
+            f"  {name:<7} {profile.dataset}, {profile.image_height}x{profile.image_width}, "
+            f"{profile.offline_iterations} x {profile.epochs} epochs x {steps} steps, lr "
+            f"{profile.learning_rate:g}{warm}: {_first_sentence(profile.description)}"
+        )
+    lines += [
+        "",
+        "loss and mining (--loss with --mining):",
+        f"  offline  {' | '.join(config.OFFLINE_LOSSES):<22} (anchor, positive, negative) "
+        "triplets; iteration 2 mines hard negatives",
+        f"  online   {' | '.join(config.ONLINE_LOSSES):<22} P x K batches, triplets mined in "
+        "each batch",
+        "",
+        "--out: a new or empty folder, or a run of the same config (resumed from its last "
+        "checkpoint, or returned when finished); another run is replaced only with --overwrite.",
+    ]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tripletlib",
         description="Triplet re-identification (Murthy 2020): data, training, evaluation, book.",
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    options = {"formatter_class": _HelpFormatter}
 
-    synth = sub.add_parser("synth", help="write a synthetic Market-1501-shaped dataset")
-    synth.add_argument("--out", required=True, help="folder to create")
-    synth.add_argument("--train-ids", type=int, default=12)
-    synth.add_argument("--test-ids", type=int, default=10)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--preset", choices=["market"], help="Market-1501's identity and image counts")
-    synth.add_argument("--workers", type=int, default=1, help="drawing processes")
-    synth.add_argument("--overwrite", action="store_true", help="replace an earlier synthetic set")
-    synth.add_argument("--quiet", action="store_true")
+    synth = sub.add_parser(
+        "synth", help="write a synthetic Market-1501-shaped dataset", **options,
+        description="Write bounding_box_train/, bounding_box_test/ and query/ with Market-1501's "
+        "names. Rerunning the same command reuses a complete, unchanged set and finishes an "
+        "interrupted one.",
+    )  # fmt: skip
+    synth.add_argument("--out", required=True, help="folder to create (new, empty, or ours)")
+    synth.add_argument("--train-ids", type=_integer(1),
+                       help="training identities (default: 12; not with --preset)")
+    synth.add_argument("--test-ids", type=_integer(1),
+                       help="test identities (default: 10; not with --preset)")
+    synth.add_argument("--seed", type=_integer(0), default=0,
+                       help="random seed: the same seed writes the same files")
+    synth.add_argument("--preset", choices=["market"],
+                       help="Market-1501's counts (751 / 750 identities; 12,936 train, 19,732 "
+                       "gallery, 3,368 query images); excludes --train-ids and --test-ids")
+    synth.add_argument("--workers", type=_integer(1), default=1, help="drawing processes")
+    synth.add_argument("--overwrite", action="store_true",
+                       help="replace another or a damaged synthetic set in --out")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(handler=_command_synth)
 
-    summary = sub.add_parser("summary", help="identities and images per split and camera")
-    summary.add_argument("--data", required=True)
-    summary.add_argument("--save", help="also save the metadata table (CSV) here")
+    summary = sub.add_parser("summary", help="identities and images per split and camera",
+                             **options)
+    summary.add_argument("--data", required=True, help="a Market-1501-shaped dataset folder")
+    summary.add_argument("--check", action="store_true",
+                         help="also decode every image and name each bad file")
+    summary.add_argument("--save", help="also save the metadata table (CSV) to this file")
     summary.set_defaults(handler=_command_summary)
 
-    train = sub.add_parser("train", help="train one row of thesis tables 4.1-4.3")
-    train.add_argument("--backbone", required=True, choices=config.BACKBONE_CHOICES)
-    train.add_argument("--loss", required=True, choices=config.LOSS_CHOICES)
-    train.add_argument("--mining", required=True, choices=config.MINING_CHOICES)
-    train.add_argument("--profile", default="cpu", choices=sorted(config.PROFILES))
+    train = sub.add_parser("train", help="train one row of thesis tables 4.1-4.3",
+                           epilog=_train_epilog(), **options)
+    train.add_argument("--backbone", required=True, choices=config.BACKBONE_CHOICES,
+                       help="resnet50 (Section 3.2.2) or mildnet (VGG16 multi-layer)")
+    train.add_argument("--loss", required=True, choices=config.LOSS_CHOICES,
+                       help="triplet (Eq. 3.3), lossless (Eq. 3.6): offline; batch-all, "
+                       "batch-hard: online (see below)")
+    train.add_argument("--mining", required=True, choices=config.MINING_CHOICES,
+                       help="offline: triplets, hard negatives mined between iterations; "
+                       "online: P x K batches")
+    train.add_argument("--profile", default="cpu", choices=sorted(config.PROFILES),
+                       help="image size, schedule and data of the run (listed below)")
     train.add_argument("--data", required=True, help="Market-1501-shaped dataset folder")
-    train.add_argument("--out", required=True, help="folder for weights, curves, metrics")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--epochs", type=int, help="override the profile's epochs per iteration")
-    train.add_argument("--steps-per-epoch", type=int, help="override the profile's steps")
-    train.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--out", required=True,
+                       help="run folder for weights, curves, checkpoints and metrics")
+    train.add_argument("--seed", type=_integer(0), default=0,
+                       help="seed of weights, batches and augmentation")
+    train.add_argument("--epochs", type=_integer(1),
+                       help="override the profile's epochs per iteration")
+    train.add_argument("--steps-per-epoch", type=_integer(1),
+                       help="override the profile's steps per epoch")
+    train.add_argument("--restart", action="store_true",
+                       help="train the same run again from the start instead of resuming")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace a run of another config in --out")
+    train.add_argument("--keep-checkpoints", type=_integer(1), default=1,
+                       help="how many of the last checkpoints to keep")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=_command_train)
 
-    evaluate = sub.add_parser("evaluate", help="Rank-k / CMC / mAP of a trained model")
+    evaluate = sub.add_parser("evaluate", help="Rank-k / CMC / mAP of a trained model", **options)
     evaluate.add_argument("--model", required=True, help="a folder written by `tripletlib train`")
-    evaluate.add_argument("--data", required=True)
-    evaluate.add_argument("--search", choices=["exact", "annoy"], default="exact")
-    evaluate.add_argument("--protocol", choices=["market", "naive"], default="market")
-    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.add_argument("--data", required=True,
+                          help="dataset whose query and gallery are evaluated")
+    evaluate.add_argument("--search", choices=["exact", "annoy"], default="exact",
+                          help="exact distances or Annoy's approximate neighbours (Sec. 3.3.2)")
+    evaluate.add_argument("--protocol", choices=["market", "naive"], default="market",
+                          help="market: same-camera matches and junk ignored (Section 4.1); "
+                          "naive: every gallery image counts")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=_command_evaluate)
 
-    book = sub.add_parser("book", help="run the book's notebooks in order with papermill")
-    book.add_argument("--profile", default="cpu", choices=sorted(config.PROFILES))
+    book = sub.add_parser("book", help="run the book's notebooks in order with papermill",
+                          **options)
+    book.add_argument("--profile", default="cpu", choices=sorted(config.PROFILES),
+                      help="the profile every notebook runs with")
     book.add_argument("--out", default="results", help="executed notebooks, tables, figures")
     book.add_argument("--data", help="a Market-1501 folder (default: generate synthetic data)")
     book.add_argument("--book", help="the folder holding NN_*.ipynb (default: the repo's book/)")
-    book.add_argument("--seed", type=int, default=0)
-    book.add_argument("--only", nargs="*", help="run only notebooks whose name starts with these")
+    book.add_argument("--seed", type=_integer(0), default=0, help="seed of data and training")
+    book.add_argument("--only", nargs="*",
+                      help="run only notebooks whose name starts with these (default: all)")
     book.set_defaults(handler=_command_book)
     return parser
+
+
+EXPECTED_ERRORS = (ValueError, OSError, BookError)
+
+
+def _one_line(error: BaseException) -> str:
+    """An error as the user should read it: OSError as "what: path", others as they are."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
-    except (ValueError, FileNotFoundError, BookError) as error:
-        print(f"tripletlib {args.command}: error: {error}", file=sys.stderr)
+        status = args.handler(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # `tripletlib summary | head`: the reader left. Point stdout at /dev/null so that the
+        # interpreter's last flush does not raise again, and say it once.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        print(f"tripletlib {args.command}: error: output closed early (broken pipe)",
+              file=sys.stderr)
+        return 2
+    except EXPECTED_ERRORS as error:
+        print(f"tripletlib {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tripletlib {args.command}: interrupted", file=sys.stderr)

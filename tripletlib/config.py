@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,9 @@ class Profile:
     synthetic_seed: int = 0
     description: str = ""
 
+    def __post_init__(self) -> None:
+        validate_profile_values(self)
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.image_height, self.image_width, 3)
@@ -84,6 +88,55 @@ class Profile:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# field: (smallest value, whether None is allowed).
+_INTEGER_FIELDS: dict[str, tuple[int, bool]] = {
+    "image_height": (8, False), "image_width": (8, False), "epochs": (1, False),
+    "steps_per_epoch": (1, True), "triplet_batch_size": (1, False), "pk_identities": (2, False),
+    "pk_images": (2, False), "freeze_layers": (0, False), "offline_iterations": (1, False),
+    "mining_neighbours": (1, False), "pretrain_steps": (0, False), "pretrain_batch_size": (1, False),
+    "embed_batch_size": (1, False), "synthetic_train_ids": (1, False),
+    "synthetic_test_ids": (1, False), "synthetic_seed": (0, False),
+}  # fmt: skip
+# field: (lowest, highest, whether the lowest itself is allowed); the highest is allowed when finite.
+_FLOAT_FIELDS: dict[str, tuple[float, float, bool]] = {
+    "learning_rate": (0.0, float("inf"), False), "batchnorm_momentum": (0.0, 1.0, True),
+    "lr_decay_factor": (0.0, 1.0, False), "lr_decay_fraction": (0.0, 1.0, False),
+    "margin": (0.0, float("inf"), True), "hard_fraction": (0.0, 1.0, True),
+    "pretrain_learning_rate": (0.0, float("inf"), False),
+    "mildnet_pretrain_learning_rate": (0.0, float("inf"), False),
+}  # fmt: skip
+
+
+def validate_profile_values(profile: Profile) -> None:
+    """Raise a ValueError naming the field for a count, epoch, step or seed out of range.
+
+    Epochs and steps of 0 would record an untrained network as "trained"; a seed below 0 is
+    refused by NumPy only much later.
+    """
+    for name, (lowest, may_be_none) in _INTEGER_FIELDS.items():
+        value = getattr(profile, name)
+        if value is None and may_be_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            expected = f"an integer >= {lowest}" + (" or None" if may_be_none else "")
+            raise ValueError(f"profile {profile.name!r}: {name}={value!r}; expected {expected}")
+    for name, (lowest, highest, lowest_allowed) in _FLOAT_FIELDS.items():
+        value = getattr(profile, name)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        inside = number and math.isfinite(value) and lowest <= value <= highest
+        if not inside or (value == lowest and not lowest_allowed):
+            interval = ("[" if lowest_allowed else "(") + f"{lowest:g}, {highest:g}"
+            interval += "]" if math.isfinite(highest) else ")"
+            raise ValueError(
+                f"profile {profile.name!r}: {name}={value!r}; expected a number in {interval}"
+            )
+    if not 0.0 <= profile.validation_identity_fraction < 1.0:
+        raise ValueError(
+            f"profile {profile.name!r}: validation_identity_fraction="
+            f"{profile.validation_identity_fraction!r}; expected a number in [0, 1)"
+        )
 
 
 def profile_fields() -> list[str]:

@@ -9,6 +9,8 @@ number and two-digit bounding-box index. `load_market1501` reads the three split
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -18,6 +20,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
+
+from tripletlib.config import SYNTHETIC_MARKER
+from tripletlib.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +146,76 @@ def _read_image_size(path: Path, decode: bool) -> tuple[int, int]:
         return image.size
 
 
+def read_synthetic_marker(root: str | Path) -> dict | None:
+    """The generator's marker of a synthetic dataset (`config.SYNTHETIC_MARKER`), None without one.
+
+    Holds ``settings``, ``complete`` (False while the images are being written, so an interrupted
+    generation stays marked) and, since the manifest was added, ``files`` (``{folder: {file name:
+    size in bytes}}``) and ``digest`` (`files_digest` of those files).
+    """
+    path = Path(root).expanduser() / SYNTHETIC_MARKER
+    if not path.is_file():
+        return None
+    try:
+        marker = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise MarketFormatError(f"{path}: unreadable marker of a synthetic dataset ({error})") from None
+    if not isinstance(marker, dict):
+        raise MarketFormatError(f"{path}: expected a JSON object, the marker of a synthetic dataset")
+    return marker
+
+
+def files_digest(root: str | Path, files: dict[str, dict[str, int]]) -> str:
+    """SHA-256 over the folders, names and bytes of `files` (``{folder: {name: size}}``), sorted."""
+    digest = hashlib.sha256()
+    root = Path(root)
+    for folder in sorted(files):
+        for name in sorted(files[folder]):
+            digest.update(f"{folder}/{name}\0".encode())
+            digest.update((root / folder / name).read_bytes())
+    return digest.hexdigest()
+
+
+def synthetic_file_problems(
+    root: Path, marker: dict, folders: Sequence[str], check_digest: bool
+) -> list[tuple[str, str]]:
+    """Differences between the files of `folders` on disk and those the generator recorded."""
+    if not marker.get("complete"):
+        raise MarketFormatError(
+            f"{root} holds a synthetic dataset whose generation did not finish ('complete': false "
+            f"in {SYNTHETIC_MARKER}); run the same `tripletlib synth` command again to finish it"
+        )
+    recorded = marker.get("files")
+    if not isinstance(recorded, dict):  # written before the generator kept a manifest
+        return []
+    problems = []
+    for folder in folders:
+        expected = recorded.get(folder, {})
+        directory = root / folder
+        on_disk = {
+            path.name: path.stat().st_size
+            for path in (directory.iterdir() if directory.is_dir() else ())
+            if path.is_file() and not _is_ignored(path)
+        }
+        for name in sorted(set(expected) | set(on_disk)):
+            path = str(directory / name)
+            if name not in on_disk:
+                problems.append((path, "missing; the generator wrote it"))
+            elif name not in expected:
+                problems.append((path, "not written by the generator (added later)"))
+            elif on_disk[name] != expected[name]:
+                problems.append(
+                    (path, f"{on_disk[name]} bytes; the generator wrote {expected[name]} (damaged)")
+                )
+    if check_digest and not problems and marker.get("digest"):
+        subset = {folder: recorded.get(folder, {}) for folder in folders}
+        if set(folders) == set(recorded) and files_digest(root, subset) != marker["digest"]:
+            problems.append(
+                (str(root), "file contents differ from what the generator wrote (digest mismatch)")
+            )
+    return problems
+
+
 def load_market1501(
     root: str | Path,
     splits: Sequence[str] = DEFAULT_SPLITS,
@@ -154,6 +229,9 @@ def load_market1501(
     split`` (+ ``image_width, image_height`` with `with_image_size`); rows sorted by split (in the
     order of `splits`) and file name. `check_images` decodes every image. Problems (missing folder,
     malformed name, unreadable image, empty split) are collected into one `MarketFormatError`.
+    A synthetic folder is refused while its generation is unfinished (the marker's ``complete``)
+    and when its files differ in name or size from what the generator recorded (with
+    `check_images`, in content too).
     """
     root = Path(root).expanduser()
     if isinstance(splits, str):
@@ -174,6 +252,10 @@ def load_market1501(
         logger.debug("%s: not read (not a requested split folder): %s", root, skipped)
 
     problems: list[tuple[str, str]] = []
+    marker = read_synthetic_marker(root)
+    if marker is not None:  # refused when partial, damaged, or grown since it was written
+        folders = [SPLIT_FOLDERS[split] for split in splits]
+        problems += synthetic_file_problems(root, marker, folders, check_digest=check_images)
     rows: list[dict] = []
     for split in splits:
         folder = root / SPLIT_FOLDERS[split]
@@ -227,9 +309,8 @@ def save_metadata(metadata: pd.DataFrame, path: str | Path) -> None:
         raise ValueError(
             f"metadata is missing column(s) {missing}; expected {list(METADATA_COLUMNS)}"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    metadata.to_csv(path, index=False)
+    with atomic_path(path) as temporary:  # an interrupted save leaves the old file or the new one
+        metadata.to_csv(temporary, index=False)
 
 
 def load_metadata(path: str | Path) -> pd.DataFrame:

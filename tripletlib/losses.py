@@ -13,7 +13,16 @@ they run on every Keras backend.
   squared distances lie in [0, N], and sets D = beta = N, the embedding size.
   A distance above beta would make the first logarithm's argument negative (NaN), so d(a, p) and
   D - d(a, n) are clipped to [0, beta] (with D = beta this is clipping d(a, n) to [0, beta]); a
-  clipped term has zero gradient, and the loss is always finite (at most 2 * -ln(eps)).
+  clipped term has zero gradient, and for finite inputs the loss is finite (at most 2 * -ln(eps)).
+  Off the sphere (embeddings not L2-normalised, so squared distances above D) the clip saturates
+  and the gradient is zero: the function warns when it can see the values (see below).
+  NaN or infinite embeddings raise a ValueError.
+
+Inputs whose values are known when the loss is called (NumPy arrays, eager tensors, e.g. a
+notebook checking a value) are checked. Inside a compiled training step (`model.fit` traces the
+loss: tf.function, jax.jit) the values are unknown at trace time, so nothing can be raised there:
+NaN embeddings give a NaN loss (which `keras.callbacks.TerminateOnNaN` stops) and off-sphere
+embeddings the documented clip.
 - `batch_all_triplet_loss`, `batch_hard_triplet_loss`: online mining in a batch of labelled
   embeddings (Section 3.2.3, Hermans et al. 2017): "batch all" averages Eq. 3.3 over the valid
   triplets whose loss is positive; "batch hard" takes the hardest positive and the hardest negative
@@ -22,7 +31,10 @@ they run on every Keras backend.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -60,6 +72,43 @@ def _check_lossless_parameters(beta: float, max_distance: float, epsilon: float)
         raise ValueError(f"epsilon must be > 0 (it keeps the logarithm finite); got {epsilon!r}")
 
 
+def _known_values(tensor):
+    """The NumPy values of a tensor known now (NumPy, eager), None while tracing (no values yet)."""
+    try:
+        return keras.ops.convert_to_numpy(tensor)
+    except Exception:  # a symbolic tf.Tensor, a JAX tracer: values unknown until run
+        return None
+
+
+def _check_finite(**tensors) -> None:
+    for name, tensor in tensors.items():
+        values = _known_values(tensor)
+        if values is not None and not np.all(np.isfinite(values)):
+            count = int(np.sum(~np.isfinite(values)))
+            raise ValueError(
+                f"{name} holds {count} NaN or infinite value(s); the lossless triplet loss needs "
+                "finite embeddings (a NaN here usually means training diverged)"
+            )
+
+
+# Squared distances of unit vectors exceed 4 by rounding only; more than this is off the sphere.
+_SPHERE_TOLERANCE = 1e-3
+
+
+def _warn_off_sphere(positive_distance, negative_distance, max_distance: float) -> None:
+    largest = [_known_values(d) for d in (positive_distance, negative_distance)]
+    if any(values is None or values.size == 0 for values in largest):
+        return
+    largest = float(max(values.max() for values in largest))
+    if largest > max_distance * (1 + _SPHERE_TOLERANCE):
+        warnings.warn(
+            f"lossless triplet loss: a squared distance of {largest:.4g} exceeds max_distance="
+            f"{max_distance:g}; it is clipped, and its term has zero gradient (are the embeddings "
+            "L2-normalised? for sigmoid outputs in [0, 1]^N use beta = max_distance = N)",
+            stacklevel=3,
+        )
+
+
 def _triplet_distances(anchor, positive, negative):
     """Squared distances d(a, p) and d(a, n), each `(B,)`."""
     anchor = _as_float_tensor(anchor, "anchor")
@@ -89,10 +138,16 @@ def lossless_triplet_loss(
     """Lossless triplet loss, Eq. 3.6 (Section 3.2.4), averaged over the batch.
 
     `max_distance` is D, the largest squared distance (4 for unit-norm embeddings); `beta` scales
-    the distances. d(a, p) and D - d(a, n) are clipped to [0, beta] so the loss is never NaN.
+    the distances. d(a, p) and D - d(a, n) are clipped to [0, beta], so finite inputs give a
+    finite loss. Raises ValueError on NaN or infinite embeddings and warns (UserWarning) when a
+    squared distance exceeds `max_distance` (embeddings off the unit sphere: the clipped term has
+    zero gradient), whenever the values are known at call time; in a compiled step NaN gives NaN
+    and off-sphere distances are clipped silently (module docstring).
     """
     _check_lossless_parameters(beta, max_distance, epsilon)
     positive_distance, negative_distance = _triplet_distances(anchor, positive, negative)
+    _check_finite(anchor=anchor, positive=positive, negative=negative)
+    _warn_off_sphere(positive_distance, negative_distance, max_distance)
     # 1 - x / beta written as (beta - x) / beta: exactly 0 at the clip, whatever the compiler
     # reorders (TF's graph optimiser turns (1 - x) + eps into (1 + eps) - x, which rounds to 0).
     positive_room = beta - ops.clip(positive_distance, 0.0, beta)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tripletlib import config, data, evaluation, images, models, retrieval
+from tripletlib.files import write_json_atomic
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
@@ -119,8 +120,10 @@ def evaluate_saved_model(
     protocol: str = "market",
     annoy_neighbours: int = 100,
     progress: bool = True,
+    save: bool = True,
 ) -> dict[str, Any]:
-    """Metrics of a trained run on `data_root`'s query and gallery; also written beside the model."""
+    """Metrics of a trained run on `data_root`'s query and gallery; with `save` also written beside
+    the model (`save_evaluation`; ``metrics["path"]``). The command line prints before it saves."""
     if search not in ("exact", "annoy"):
         raise ValueError(f"search must be 'exact' or 'annoy', got {search!r}")
     run_dir = Path(run_dir)
@@ -160,10 +163,16 @@ def evaluate_saved_model(
         dataset=config.dataset_kind(data_root),
         data_root=str(Path(data_root).resolve()),
     )
-    path = run_dir / f"evaluation_{search}_{protocol}.json"
-    path.write_text(json.dumps(metrics, indent=2))
-    metrics["path"] = str(path)
+    if save:
+        metrics["path"] = str(save_evaluation(run_dir, metrics))
     return metrics
+
+
+def save_evaluation(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
+    """Write `evaluate_saved_model`'s metrics to ``run_dir/evaluation_<search>_<protocol>.json``."""
+    path = Path(run_dir) / f"evaluation_{metrics['search']}_{metrics['protocol']}.json"
+    values = {key: value for key, value in metrics.items() if key != "path"}
+    return write_json_atomic(path, values, sort_keys=False)
 
 
 def annoy_distance_matrix(

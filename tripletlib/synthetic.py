@@ -17,7 +17,6 @@ import colorsys
 import dataclasses
 import functools
 import itertools
-import json
 import logging
 import multiprocessing
 import os
@@ -32,7 +31,16 @@ from PIL import Image, ImageFilter
 from tqdm.auto import tqdm
 
 from tripletlib.config import SYNTHETIC_MARKER
-from tripletlib.data import DISTRACTOR_ID, JUNK_ID, SPLIT_FOLDERS, format_market_name
+from tripletlib.data import (
+    DISTRACTOR_ID,
+    JUNK_ID,
+    SPLIT_FOLDERS,
+    files_digest,
+    format_market_name,
+    read_synthetic_marker,
+    synthetic_file_problems,
+)
+from tripletlib.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -696,11 +704,27 @@ def _summarize_plan(plan: pd.DataFrame, out_dir: str, seed: int) -> SyntheticSum
     )
 
 
-def _prepare_folder(out_dir: Path, settings: dict, planned: dict, overwrite: bool) -> bool:
-    """True when `out_dir` already holds this dataset; else clear an earlier synthetic one."""
-    marker = out_dir / SYNTHETIC_MARKER
+def _describe_settings(settings: dict | None) -> str:
+    if not isinstance(settings, dict):
+        return "settings unknown"
+    return (
+        f"seed {settings.get('seed')}, {settings.get('train_ids')} train / "
+        f"{settings.get('test_ids')} test ids, {settings.get('image_height')}x"
+        f"{settings.get('image_width')}"
+    )
+
+
+def _prepare_folder(out_dir: Path, settings: dict, overwrite: bool) -> bool:
+    """True when `out_dir` already holds this dataset, complete and intact; else make room.
+
+    Room is made only in a folder this generator wrote: an unfinished generation of the same
+    dataset is written again; another or a damaged synthetic dataset only with `overwrite`.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; expected a folder to write the dataset into")
     folders = {split: out_dir / SPLIT_FOLDERS[split] for split in SPLITS}
-    if not marker.is_file():
+    marker = read_synthetic_marker(out_dir)
+    if marker is None:
         existing = [path.name for path in folders.values() if path.exists()]
         if existing:
             raise ValueError(
@@ -708,18 +732,44 @@ def _prepare_folder(out_dir: Path, settings: dict, planned: dict, overwrite: boo
                 "generate_synthetic_market and is left alone; choose an empty or new folder"
             )
         return False
-    earlier = json.loads(marker.read_text())
-    on_disk = {s: len(os.listdir(f)) if f.is_dir() else 0 for s, f in folders.items()}
-    if earlier.get("settings") == settings and earlier.get("complete") and on_disk == planned:
-        return True
-    if not overwrite:
-        raise ValueError(
-            f"{out_dir} holds another synthetic dataset ({earlier.get('settings')}); pass "
-            "overwrite=True to replace it, or choose another folder"
+    earlier = marker.get("settings")
+    way_out = "run again with --overwrite (overwrite=True) to replace it, or choose another folder"
+    if earlier != settings:
+        if not overwrite:
+            raise ValueError(
+                f"{out_dir} holds another synthetic dataset ({_describe_settings(earlier)}; "
+                f"asked for {_describe_settings(settings)}); {way_out}"
+            )
+    elif not marker.get("complete"):
+        logger.info("%s: an unfinished generation of this dataset; writing it again", out_dir)
+    elif "files" not in marker:
+        logger.info("%s: written before the generator kept a manifest; writing it again", out_dir)
+    else:
+        problems = synthetic_file_problems(
+            out_dir, marker, [folder.name for folder in folders.values()], check_digest=True
         )
+        if not problems:
+            return True
+        if not overwrite:
+            path, reason = problems[0]
+            raise ValueError(
+                f"{out_dir} holds this synthetic dataset, but {len(problems)} file(s) changed "
+                f"since it was written (e.g. {path}: {reason}); {way_out}"
+            )
     for folder in folders.values():
         shutil.rmtree(folder, ignore_errors=True)
     return False
+
+
+def _manifest(out_dir: Path) -> dict[str, dict[str, int]]:
+    """``{folder: {file name: size}}`` of the split folders, as written."""
+    return {
+        SPLIT_FOLDERS[split]: {
+            path.name: path.stat().st_size
+            for path in sorted((out_dir / SPLIT_FOLDERS[split]).iterdir())
+        }
+        for split in SPLITS
+    }
 
 
 def generate_synthetic_market(
@@ -749,8 +799,11 @@ def generate_synthetic_market(
     with 12,936 images, 750 test identities, 19,732 gallery images and 3,368 queries. With
     ``workers > 1`` that many "spawn" processes draw the images (a script calling this needs an
     ``if __name__ == "__main__":`` guard); the files are the same for any number. A folder that
-    already holds this exact dataset is reused; an earlier, different synthetic dataset is
-    replaced only with `overwrite`. ``tripletlib-synthetic.json`` marks the folder as synthetic.
+    already holds this exact dataset, complete and with the files it recorded (names, sizes and a
+    SHA-256 digest in the marker), is reused; an unfinished generation of it is written again; an
+    earlier, different or damaged synthetic dataset is replaced only with `overwrite`.
+    ``tripletlib-synthetic.json`` marks the folder as synthetic (``"complete": false`` until the
+    last image is written, so every reader refuses an interrupted set).
     """
     if image_height < 16 or image_width < 8:
         raise ValueError(f"image size {image_height}x{image_width}; expected at least 16x8")
@@ -783,15 +836,14 @@ def generate_synthetic_market(
         lookalike_fraction=lookalike_fraction,
         occlusion_probability=occlusion_probability,
     )
-    planned = {split: int((plan["split"] == split).sum()) for split in SPLITS}
-    if _prepare_folder(out_dir, settings, planned, overwrite):
+    if _prepare_folder(out_dir, settings, overwrite):
         logger.info("%s already holds this synthetic dataset; reusing it", out_dir)
         return dataclasses.replace(summary, reused=True)
 
     for split in SPLITS:
         (out_dir / SPLIT_FOLDERS[split]).mkdir(parents=True, exist_ok=True)
     marker = out_dir / SYNTHETIC_MARKER
-    marker.write_text(json.dumps({"settings": settings, "complete": False}, indent=1) + "\n")
+    write_json_atomic(marker, {"settings": settings, "complete": False}, indent=1)
     rows = list(
         zip(
             plan["split"].map(SPLIT_FOLDERS),
@@ -816,5 +868,7 @@ def generate_synthetic_market(
             with ProcessPoolExecutor(workers, context, _start_worker, state) as pool:
                 for done in pool.map(_write_images, chunks):
                     bar.update(done)
-    marker.write_text(json.dumps({"settings": settings, "complete": True}, indent=1) + "\n")
+    files = _manifest(out_dir)
+    record = {"files": files, "digest": files_digest(out_dir, files)}
+    write_json_atomic(marker, {"settings": settings, "complete": True, **record}, indent=1)
     return summary

@@ -1,0 +1,98 @@
+"""Writing files so that an interruption leaves the old file or the new one, never half of one.
+
+Every writer goes through `atomic_path`: the content goes to a temporary file in the same folder
+(same file system), is flushed to disk, and only then renamed over the target (`os.replace`, atomic
+on POSIX and Windows). A failure (a full disk, Ctrl-C, an exception in the writer) removes the
+temporary file and leaves the target as it was; SIGKILL can leave a ``.tmp-*`` file behind, never a
+truncated target. A target that exists and is not a regular file (``/dev/stdout``, a named pipe)
+is written in place: renaming over it would replace the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TEMPORARY_PREFIX = ".tmp-"
+
+
+def _is_special(path: Path) -> bool:
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some file systems cannot fsync; the rename still holds
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it to `path`, else delete it.
+
+    The temporary name ends with `path`'s full name (``.tmp-<id>-embedder.weights.h5``), so
+    writers that check the extension (Keras, NumPy) accept it. A folder at `path` is an error.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; expected a file name to write")
+    if _is_special(path):
+        yield path
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{TEMPORARY_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
+    try:
+        yield temporary
+        if not temporary.exists():
+            raise FileNotFoundError(f"nothing was written to {temporary} for {path}")
+        _fsync(temporary)
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically; returns `path`."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+    return Path(path)
+
+
+def write_bytes_atomic(path: str | os.PathLike, content: bytes) -> Path:
+    """Write `content` to `path` atomically; returns `path`."""
+    with atomic_path(path) as temporary:
+        Path(temporary).write_bytes(content)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, value: Any, **dumps_options: Any) -> Path:
+    """`json.dumps(value)` (indent 2, sorted keys unless given) plus a newline, atomically."""
+    options = {"indent": 2, "sort_keys": True, **dumps_options}
+    return write_text_atomic(path, json.dumps(value, **options) + "\n")
+
+
+def save_npz_atomic(path: str | os.PathLike, **arrays: Any) -> Path:
+    """`numpy.savez(path, **arrays)` atomically; `path` must end with ``.npz``."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"{path}: expected a file name ending with .npz")
+    with atomic_path(path) as temporary:
+        np.savez(temporary, **arrays)
+    return path
+
+
+def leftover_temporary_files(folder: str | os.PathLike) -> list[Path]:
+    """Temporary files that a killed writer left in `folder` (and below), sorted."""
+    return sorted(Path(folder).rglob(f"{TEMPORARY_PREFIX}*"))
