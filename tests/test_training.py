@@ -165,7 +165,8 @@ def test_finished_run_is_returned_without_training(offline_run, tiny_market, mon
     assert metrics_file.stat().st_mtime_ns == modified
 
 
-def test_a_different_config_replaces_the_old_run(offline_run, tiny_market, tmp_path, monkeypatch):
+def test_a_different_config_is_refused_unless_overwritten(offline_run, tiny_market, tmp_path,
+                                                          monkeypatch):
     class Stop(Exception):
         pass
 
@@ -175,8 +176,14 @@ def test_a_different_config_replaces_the_old_run(offline_run, tiny_market, tmp_p
     monkeypatch.setattr(training, "_Trainer", stop)
     out = tmp_path / "copy"
     shutil.copytree(offline_run.out_dir, out)
-    with pytest.warns(UserWarning, match="seed differ"), pytest.raises(Stop):
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(ValueError, match=r"another config \(seed differ\).*--overwrite"):
         train_row("mildnet", "triplet", "offline", PROFILE, tiny_market, out, seed=1)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert json.loads((out / "config.json").read_text())["seed"] == 0
+    with pytest.raises(Stop):
+        train_row("mildnet", "triplet", "offline", PROFILE, tiny_market, out, seed=1,
+                  overwrite=True)
     assert json.loads((out / "config.json").read_text())["seed"] == 1
     assert not (out / "metrics.json").exists() and not (out / "checkpoints").exists()
 

@@ -64,7 +64,9 @@ def _command_summary(args: argparse.Namespace) -> int:
     if args.save and Path(args.save).is_dir():
         raise UsageError(f"--save {args.save} is a folder; expected a CSV file name")
     try:
-        metadata = load_market1501(args.data, check_images=args.check, progress=args.check)
+        metadata = load_market1501(
+            args.data, check_images=args.check, progress=args.check and not args.quiet
+        )
     except MarketFormatError as error:
         if not args.check or not error.problems:
             raise
@@ -299,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--check", action="store_true",
                          help="also decode every image and name each bad file")
     summary.add_argument("--save", help="also save the metadata table (CSV) to this file")
+    summary.add_argument("--quiet", action="store_true", help="no progress bar (with --check)")
     summary.set_defaults(handler=_command_summary)
 
     train = sub.add_parser("train", help="train one row of thesis tables 4.1-4.3",

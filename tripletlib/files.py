@@ -46,20 +46,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; expected a file name to write")
-    if _is_special(path):
-        yield path
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{TEMPORARY_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
+    with _naming(path):
+        if _is_special(path):
+            yield path
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{TEMPORARY_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
+        try:
+            yield temporary
+            if not temporary.exists():
+                raise FileNotFoundError(f"nothing was written to {temporary} for {path}")
+            _fsync(temporary)
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError without a file name (a full disk while writing) gets the target's name."""
     try:
-        yield temporary
-        if not temporary.exists():
-            raise FileNotFoundError(f"nothing was written to {temporary} for {path}")
-        _fsync(temporary)
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+        yield
+    except OSError as error:
+        if error.errno is None or error.filename is not None:
+            raise
+        raise type(error)(error.errno, error.strerror, str(path)) from error
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

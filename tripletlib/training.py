@@ -42,6 +42,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import inspect
+import io
 import json
 import os
 import shutil
@@ -60,6 +61,7 @@ from tripletlib import (
     config,
     data,
     evaluation,
+    files,
     images,
     losses,
     mining,
@@ -228,6 +230,8 @@ def train_row(
     progress: bool = True,
     stop_after_epochs: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    keep_checkpoints: int = 1,
 ) -> RunResult:
     """Train and evaluate one row (backbone, loss, mining) under `profile` (see the module doc).
 
@@ -236,9 +240,18 @@ def train_row(
     `out_dir/checkpoints`; `resume=False` discards it. `stop_after_epochs` stops after that many
     epochs of the whole run, as an interruption would. Decoded images are cached in `cache_dir`
     (default: `out_dir/../.cache`). Seeds Python, NumPy and Keras globally (`set_random_seed`).
+
+    `out_dir` must be new, empty, or a run folder: a non-empty folder without config.json is
+    refused, and so is a run of another config unless `overwrite` (which removes that run's
+    files, `RUN_FILES`). The data is read and checked before `out_dir` is touched. Every file is
+    written atomically; `checkpoints/` keeps the last `keep_checkpoints` epochs.
     """
     config.validate_row(backbone, loss, mining)
     _check_arguments(profile, seed, stop_after_epochs)
+    if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or (
+        keep_checkpoints < 1
+    ):
+        raise ValueError(f"keep_checkpoints must be an int >= 1; got {keep_checkpoints!r}")
     data_root = _check_data_root(data_root)
     out_dir = Path(out_dir)
     row = config.row_name(backbone, loss, mining)
@@ -253,9 +266,9 @@ def train_row(
         "data_root": str(data_root),
     }
     epochs = total_epochs(profile)
+    _check_out_dir(out_dir, run_config, overwrite)
     if _read_json(out_dir / "config.json") == run_config and (out_dir / "metrics.json").is_file():
         return RunResult(row, out_dir, _read_json(out_dir / "metrics.json"), True, epochs, epochs)
-    _prepare_out_dir(out_dir, run_config, resume)
 
     keras.utils.set_random_seed(seed)
     cache = Path(cache_dir) if cache_dir is not None else out_dir.resolve().parent / ".cache"
@@ -269,7 +282,9 @@ def train_row(
     is_held_out = np.isin(splits["train"].person_ids, held_out)
     train = splits["train"].subset(np.flatnonzero(~is_held_out))
     validation = splits["train"].subset(np.flatnonzero(is_held_out)) if len(held_out) else None
+    _prepare_out_dir(out_dir, run_config, resume)  # the inputs are fine: now touch out_dir
     trainer = _Trainer(backbone, loss, mining, profile, seed, out_dir, train, validation, progress)
+    trainer.keep_checkpoints = keep_checkpoints
 
     untrained_path = trainer.checkpoint_dir / "untrained.json"
     pretrained_path = trainer.checkpoint_dir / "pretrained.json"
@@ -299,7 +314,8 @@ def train_row(
     trained = evaluate_embeddings(
         embeddings["query"], embeddings["gallery"], splits["query"], splits["gallery"]
     )
-    trainer.embedder.save_weights(out_dir / "embedder.weights.h5")
+    with files.atomic_path(out_dir / "embedder.weights.h5") as temporary:
+        trainer.embedder.save_weights(temporary)
     runs.store_embeddings(out_dir, test, embeddings)  # what the notebooks ask for next
     metrics = {
         "row": row,
@@ -404,6 +420,7 @@ class _Trainer:
         self.checkpoint_dir = out_dir / "checkpoints"
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.epochs_completed, self.train_seconds, self.images_seen = 0, 0.0, 0
+        self.keep_checkpoints = 1  # epoch-* folders kept: the last one (latest.json) and more
 
         self.embedder = build_row_embedder(backbone, profile)
         augmentation = None
@@ -567,7 +584,7 @@ class _Trainer:
         self.model.save_weights(folder / "model.weights.h5")
         state = {f"optimizer_{i}": v for i, v in enumerate(self.model.optimizer.variables)}
         state.update({f"seed_{i}": v for i, v in enumerate(self.seed_states)})
-        np.savez(
+        files.save_npz_atomic(
             folder / "state.npz", **{k: keras.ops.convert_to_numpy(v) for k, v in state.items()}
         )
         _write_json(
@@ -579,8 +596,9 @@ class _Trainer:
                 "images_seen": self.images_seen,
             },
         )
+        kept = sorted(self.checkpoint_dir.glob("epoch-*"))[-self.keep_checkpoints :]
         for old in self.checkpoint_dir.glob("epoch-*"):
-            if old.name != name:
+            if old not in kept and old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
 
     def restore(self) -> bool:
@@ -657,12 +675,13 @@ class _HistoryWriter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = {**(logs or {}), "epoch": epoch, "iteration": self.iteration}
         row = {key: _plain(logs.get(key)) for key in HISTORY_COLUMNS}
-        new_file = not self.path.is_file() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
+        earlier = self.path.read_text() if self.path.is_file() else ""
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+        if not earlier:
+            writer.writeheader()
+        writer.writerow(row)
+        files.write_text_atomic(self.path, earlier + buffer.getvalue())  # whole rows only
 
 
 class _Checkpoint(keras.callbacks.Callback):
@@ -734,20 +753,37 @@ RUN_FILES = (
 )  # fmt: skip
 
 
+def _check_out_dir(out_dir: Path, run_config: dict[str, Any], overwrite: bool) -> None:
+    """Refuse, before anything is read or written, an `out_dir` that is not ours to write: a
+    file, a non-empty folder that is not a run, a run of another config (unless `overwrite`)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; expected a run folder (new, empty, or a run)")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    existing = _read_json(out_dir / "config.json")
+    if existing is None:
+        raise ValueError(
+            f"--out {out_dir} is not empty and holds no config.json of a tripletlib run, so it is "
+            "left alone; choose another folder (new or empty)"
+        )
+    if existing != run_config and not overwrite:
+        changed = sorted(key for key in run_config if existing.get(key) != run_config[key])
+        raise ValueError(
+            f"--out {out_dir} holds a run of another config ({', '.join(changed)} differ); pass "
+            "--overwrite (overwrite=True) to replace it, or choose another folder (the same "
+            "config would be resumed)"
+        )
+
+
 def _prepare_out_dir(out_dir: Path, run_config: dict[str, Any], resume: bool) -> None:
     """Write config.json; discard what an earlier run left there unless it is resumed (same
-    config and a checkpoint to resume from)."""
+    config and a checkpoint to resume from). `_check_out_dir` has allowed it."""
     existing = _read_json(out_dir / "config.json")
-    if existing is not None and existing != run_config:
-        changed = sorted(key for key in run_config if existing.get(key) != run_config[key])
-        warnings.warn(
-            f"{out_dir} holds a run with another config ({', '.join(changed)} differ); "
-            "it is replaced",
-            stacklevel=3,
-        )
+    for leftover in files.leftover_temporary_files(out_dir) if out_dir.is_dir() else []:
+        leftover.unlink()  # half-written by a killed run; the file it was meant to replace holds
     has_checkpoint = (out_dir / "checkpoints" / "latest.json").is_file()
     if existing != run_config or not resume or not has_checkpoint:
-        for name in RUN_FILES:
+        for name in RUN_FILES + tuple(p.name for p in out_dir.glob("evaluation_*.json")):
             path = out_dir / name
             if path.is_dir():
                 shutil.rmtree(path)
@@ -764,16 +800,14 @@ def _truncate_history(path: Path, epochs_completed: int) -> None:
         kept = lines[:1] + [
             line for line in lines[1:] if int(line.split(",")[0]) < epochs_completed
         ]
-        path.write_text("".join(line + "\n" for line in kept))
+        files.write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def _save_hard_negatives(path: Path, hard_negatives: dict[int, np.ndarray]) -> None:
     anchors = np.array(sorted(hard_negatives), dtype=np.int64)
     counts = np.array([len(hard_negatives[a]) for a in anchors], dtype=np.int64)
     rows = np.concatenate([hard_negatives[a] for a in anchors] + [np.empty(0, np.int64)])
-    temporary = path.with_name(path.stem + ".tmp.npz")
-    np.savez(temporary, anchors=anchors, counts=counts, rows=rows)
-    os.replace(temporary, path)
+    files.save_npz_atomic(path, anchors=anchors, counts=counts, rows=rows)
 
 
 def _load_hard_negatives(path: Path) -> dict[int, np.ndarray]:
@@ -796,6 +830,4 @@ def _read_json(path: Path) -> Any:
 
 def _write_json(path: Path, value: Any) -> None:
     """Write through a temporary file, so that an interruption never leaves half a file."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    files.write_json_atomic(path, value)

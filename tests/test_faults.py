@@ -1,0 +1,505 @@
+"""The fault suite of issue 16: bad inputs, interruptions and file-system errors.
+
+Each case says what must have happened to the files: nothing that was on disk before a failed
+command is missing or changed after it, a partial or damaged dataset is refused by every reader, and
+an interrupted run (SIGKILL, not a clean stop) resumes to the weights of an uninterrupted one.
+docs/faults.md tables the cases and their results. Tiny data (6 + 4 identities at 64x32); the
+SIGKILL case starts three Python processes and takes about a minute.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_training import DETERMINISTIC, h5_arrays  # deterministic kernels; weights of an .h5
+
+from tripletlib import config, data, files, runs
+from tripletlib.cli import main
+from tripletlib.synthetic import generate_synthetic_market
+
+TINY = {"train_ids": 6, "test_ids": 4, "seed": 0, "image_height": 64, "image_width": 32}
+TRAIN = ["train", "--backbone", "mildnet", "--loss", "triplet", "--mining", "offline",
+         "--profile", "ci", "--quiet"]  # fmt: skip
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` with its bytes: what must survive a refused command."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_market(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faults") / "tiny"
+    generate_synthetic_market(root, progress=False, **TINY)
+    return root
+
+
+@pytest.fixture
+def plain_market(tiny_market, tmp_path) -> Path:
+    """The tiny set as a real Market-1501 folder would be: no synthetic marker."""
+    root = tmp_path / "plain"
+    shutil.copytree(tiny_market, root)
+    (root / config.SYNTHETIC_MARKER).unlink()
+    return root
+
+
+@pytest.fixture
+def broken_market(plain_market) -> Path:
+    """A Market folder with one zero-byte training image."""
+    (plain_market / "bounding_box_train" / "0999_c1s1_000001_00.jpg").write_bytes(b"")
+    return plain_market
+
+
+@pytest.fixture
+def synthetic_copy(tiny_market, tmp_path) -> Path:
+    root = tmp_path / "synthetic"
+    shutil.copytree(tiny_market, root)
+    return root
+
+
+def fake_run(folder: Path, seed: int) -> Path:
+    """A run folder as `tripletlib train` leaves it (config, metrics, a checkpoint pointer)."""
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"row": "mildnet-triplet-offline",
+                                                    "seed": seed}))  # fmt: skip
+    (folder / "metrics.json").write_text('{"trained": {"mAP": 0.5}}')
+    (folder / "checkpoints" / "latest.json").write_text('{"folder": "epoch-0001"}')
+    return folder
+
+
+# ----------------------------------------------------------------------------- train --out
+
+
+def test_train_leaves_a_folder_that_is_not_a_run_alone(broken_market, tiny_market, tmp_path,
+                                                        capsys):
+    """The issue's reproduction: checkpoints/m.pt and metrics.json were deleted before the data
+    was read. Refused with good and with bad data; every file stays."""
+    out = tmp_path / "o"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "m.pt").write_text("keep")
+    (out / "metrics.json").write_text("{}")
+    before = snapshot(out)
+    for dataset in (broken_market, tiny_market):
+        assert main([*TRAIN, "--data", str(dataset), "--out", str(out)]) == 2
+        line = error_line(capsys)
+        assert str(out) in line and "another folder" in line
+        assert snapshot(out) == before
+
+
+def test_train_reads_the_data_before_it_creates_out(broken_market, tmp_path, capsys):
+    out = tmp_path / "new-run"
+    assert main([*TRAIN, "--data", str(broken_market), "--out", str(out)]) == 2
+    assert "0999_c1s1_000001_00.jpg" in error_line(capsys)
+    assert not out.exists()
+
+
+def test_train_refuses_a_run_of_another_config(broken_market, tmp_path, capsys):
+    """Another finished run is not replaced after a warning: exit 2 naming the folder and
+    --overwrite; and with --overwrite, bad data still leaves it untouched (data first)."""
+    out = fake_run(tmp_path / "run", seed=7)
+    before = snapshot(out)
+    assert main([*TRAIN, "--data", str(broken_market), "--out", str(out)]) == 2
+    line = error_line(capsys)
+    assert str(out) in line and "--overwrite" in line and "another config" in line
+    assert snapshot(out) == before
+    assert main([*TRAIN, "--data", str(broken_market), "--out", str(out), "--overwrite"]) == 2
+    assert "0999_c1s1_000001_00.jpg" in error_line(capsys)
+    assert snapshot(out) == before
+
+
+def test_train_out_that_is_a_file(tiny_market, tmp_path, capsys):
+    out = tmp_path / "notes.txt"
+    out.write_text("mine")
+    assert main([*TRAIN, "--data", str(tiny_market), "--out", str(out)]) == 2
+    assert "is a file" in error_line(capsys)
+    assert out.read_text() == "mine"
+
+
+def test_an_unwritable_out_is_one_line(tiny_market, tmp_path, capsys, monkeypatch):
+    """Root ignores file modes, so the permission answer is simulated: refused up front."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(tmp_path) in str(path)
+                        else real_access(path, mode))  # fmt: skip
+    assert main([*TRAIN, "--data", str(tiny_market), "--out", str(tmp_path / "run")]) == 2
+    assert "permission denied" in error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(errno.EACCES, "Permission denied", "/runs/x/config.json"),
+        OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.json"),
+        OSError(errno.EROFS, "Read-only file system", "/runs/x/history.csv"),
+    ],
+)
+def test_file_system_errors_during_training_are_one_line(error, tiny_market, tmp_path, capsys,
+                                                         monkeypatch):
+    from tripletlib import training
+
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(training, "train_row", failing)
+    assert main([*TRAIN, "--data", str(tiny_market), "--out", str(tmp_path / "run")]) == 2
+    assert error_line(capsys) == f"tripletlib train: error: {error.strerror}: {error.filename}"
+
+
+# ----------------------------------------------------------------------------- bad values
+
+
+@pytest.mark.parametrize(
+    ("arguments", "option"),
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--epochs", "-3"], "--epochs"),
+        (["--steps-per-epoch", "0"], "--steps-per-epoch"),
+        (["--seed", "-1"], "--seed"),
+        (["--keep-checkpoints", "0"], "--keep-checkpoints"),
+    ],
+)
+def test_train_values_below_range_name_the_option(arguments, option, tiny_market, tmp_path,
+                                                  capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*TRAIN, "--data", str(tiny_market), "--out", str(tmp_path / "r"), *arguments])
+    assert exit_info.value.code == 2
+    line = error_line(capsys)
+    assert option in line and ">= " in line
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "option"),
+    [
+        (["--train-ids", "0"], "--train-ids"),
+        (["--test-ids", "-2"], "--test-ids"),
+        (["--workers", "0"], "--workers"),
+        (["--seed", "-1"], "--seed"),
+        (["--train-ids", "many"], "--train-ids"),
+    ],
+)
+def test_synth_values_below_range_name_the_option(arguments, option, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "--out", str(tmp_path / "d"), "--quiet", *arguments])
+    assert exit_info.value.code == 2
+    assert option in error_line(capsys)
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"epochs": 0}, {"steps_per_epoch": 0}, {"epochs": -1}, {"synthetic_seed": -1},
+     {"offline_iterations": 0}, {"triplet_batch_size": 0}, {"pretrain_steps": -5}],
+)  # fmt: skip
+def test_library_profiles_refuse_counts_below_range(overrides):
+    """epochs=0 used to record the untrained weights as "trained"."""
+    [name] = overrides
+    with pytest.raises(ValueError, match=name):
+        config.resolve_profile("ci", **overrides)
+
+
+def test_preset_with_explicit_counts_is_a_conflict(tmp_path):
+    """`synth --preset market --train-ids 5` wrote all of Market-1501's images (minutes)."""
+    out = tmp_path / "d"
+    completed = subprocess.run(
+        [sys.executable, "-m", "tripletlib", "synth", "--out", str(out), "--preset", "market",
+         "--train-ids", "5", "--quiet"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert "--preset" in completed.stderr and "--train-ids" in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def test_an_unfinished_synthetic_set_is_refused_by_every_reader(synthetic_copy, tmp_path, capsys):
+    marker = synthetic_copy / config.SYNTHETIC_MARKER
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "complete": False}))
+    for query in sorted((synthetic_copy / "query").glob("*.jpg"))[3:]:
+        query.unlink()  # what an interruption leaves: a few queries of many
+    with pytest.raises(data.MarketFormatError, match="did not finish"):
+        data.load_market1501(synthetic_copy, progress=False)
+    with pytest.raises(data.MarketFormatError, match="did not finish"):
+        data.load_market1501(synthetic_copy, splits=("gallery", "query"), progress=False)
+    assert main(["summary", "--data", str(synthetic_copy)]) == 2
+    assert "did not finish" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--data", str(synthetic_copy), "--out", str(out)]) == 2
+    assert "did not finish" in error_line(capsys) and not out.exists()
+    from tripletlib.workspace import Workspace
+
+    with pytest.raises(data.MarketFormatError, match="did not finish"):
+        _ = Workspace("ci", data_root=synthetic_copy, output_dir=tmp_path / "book").metadata
+
+
+def test_a_damaged_synthetic_set_is_refused_and_not_reused(synthetic_copy, tiny_market, capsys):
+    """Only the file counts were compared: a truncated image was read and "reused"."""
+    damaged = sorted((synthetic_copy / "bounding_box_test").glob("*.jpg"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(data.MarketFormatError, match=damaged.name):
+        data.load_market1501(synthetic_copy, progress=False)
+    before = snapshot(synthetic_copy)
+    arguments = ["synth", "--out", str(synthetic_copy), "--train-ids", "6", "--test-ids", "4",
+                 "--seed", "0", "--quiet"]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:  # the fixture's 64x32 images
+        import tripletlib.synthetic as synthetic
+
+        original = synthetic.generate_synthetic_market
+        patch.setattr(synthetic, "generate_synthetic_market",
+                      lambda out, **kw: original(out, image_height=64, image_width=32, **kw))
+        assert main(arguments) == 2
+        line = error_line(capsys)
+        assert damaged.name in line and "--overwrite" in line and "overwrite=True" in line
+        assert snapshot(synthetic_copy) == before
+        assert main([*arguments, "--overwrite"]) == 0
+    assert snapshot(synthetic_copy) == snapshot(tiny_market)  # written anew, byte for byte
+
+
+def test_same_size_damage_is_found_by_summary_check_and_by_synth(synthetic_copy, capsys):
+    image = sorted((synthetic_copy / "query").glob("*.jpg"))[1]
+    content = bytearray(image.read_bytes())
+    content[-10] ^= 0xFF  # same size, other bytes
+    image.write_bytes(bytes(content))
+    assert main(["summary", "--data", str(synthetic_copy), "--check", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "digest" in captured.out and "1 problem" in captured.err
+    with pytest.raises(ValueError, match="--overwrite"):
+        generate_synthetic_market(synthetic_copy, progress=False, **TINY)
+
+
+def test_a_complete_set_is_reused_without_writing(synthetic_copy):
+    before = {p: p.stat().st_mtime_ns for p in synthetic_copy.rglob("*")}
+    summary = generate_synthetic_market(synthetic_copy, progress=False, **TINY)
+    assert summary.reused
+    assert {p: p.stat().st_mtime_ns for p in synthetic_copy.rglob("*")} == before
+
+
+def test_another_synthetic_set_names_the_command_line_option(synthetic_copy):
+    with pytest.raises(ValueError, match=r"another synthetic dataset .* --overwrite"):
+        generate_synthetic_market(synthetic_copy, progress=False, **{**TINY, "seed": 1})
+
+
+def test_summary_check_decodes_every_image_and_names_each_bad_file(plain_market, capsys):
+    """Zero-byte and truncated JPEGs passed `summary`; now each of 12 (more than the ten an
+    error message lists) is named."""
+    train = sorted((plain_market / "bounding_box_train").glob("*.jpg"))
+    bad = train[:12]
+    for index, path in enumerate(bad):
+        path.write_bytes(b"" if index % 2 else path.read_bytes()[: len(path.read_bytes()) // 2])
+    assert main(["summary", "--data", str(plain_market)]) == 0  # names and folders: fine
+    capsys.readouterr()
+    assert main(["summary", "--data", str(plain_market), "--check", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    for path in bad:
+        assert f"bad: {path}:" in captured.out
+    assert captured.err.strip() == (
+        f"tripletlib summary: error: {plain_market}: 12 problem(s), each listed above"
+    )
+
+
+# ----------------------------------------------------------------------------- summary output
+
+
+def test_summary_save_to_a_folder_or_a_full_disk(plain_market, tmp_path, capsys):
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    assert main(["summary", "--data", str(plain_market), "--save", str(folder)]) == 2
+    assert "is a folder" in error_line(capsys)
+    assert list(folder.iterdir()) == []
+    if os.path.exists("/dev/full"):
+        assert main(["summary", "--data", str(plain_market), "--save", "/dev/full"]) == 2
+        captured = capsys.readouterr()
+        assert "identities per camera" in captured.out  # printed before the write failed
+        assert captured.err.strip() == (
+            "tripletlib summary: error: No space left on device: /dev/full"
+        )
+
+
+def test_summary_into_a_closed_pipe(plain_market):
+    """`tripletlib summary | head`: a reader that leaves early is one line, not a traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tripletlib", "summary", "--data", str(plain_market)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    process.stdout.close()  # the reader is gone before the first line is written
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 2
+    assert stderr.strip() == "tripletlib summary: error: output closed early (broken pipe)"
+
+
+# ----------------------------------------------------------------------------- trained runs
+
+SMALL = config.resolve_profile(
+    "ci", epochs=2, steps_per_epoch=1, offline_iterations=1, triplet_batch_size=4,
+    pretrain_steps=0, validation_identity_fraction=0.0,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_market, tmp_path_factory):
+    from tripletlib.training import train_row
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    return train_row("mildnet", "triplet", "offline", SMALL, tiny_market, out, progress=False,
+                     keep_checkpoints=2)  # fmt: skip
+
+
+def test_keep_checkpoints_keeps_the_last_ones(trained_run):
+    checkpoints = trained_run.out_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("epoch-*")) == ["epoch-0001", "epoch-0002"]
+    assert files.leftover_temporary_files(trained_run.out_dir) == []
+
+
+def test_evaluate_prints_before_it_writes(trained_run, tiny_market, tmp_path, capsys, monkeypatch):
+    """A read-only model folder: every metric was computed, then the write crashed before they
+    were printed. Now they are printed, then one error line; no file, not half of one."""
+    model = tmp_path / "model"
+    shutil.copytree(trained_run.out_dir, model)
+    before = snapshot(model)
+
+    def read_only(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(runs, "write_json_atomic", read_only)
+    assert main(["evaluate", "--model", str(model), "--data", str(tiny_market), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "mAP:" in captured.out and "queries evaluated" in captured.out
+    assert captured.err.startswith("tripletlib evaluate: error: Permission denied: ")
+    assert snapshot(model) == before
+
+
+def test_evaluate_refuses_an_unfinished_synthetic_set(trained_run, synthetic_copy, capsys):
+    """The issue measured metrics over 21 of 545 queries, exit 0."""
+    marker = synthetic_copy / config.SYNTHETIC_MARKER
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "complete": False}))
+    before = snapshot(trained_run.out_dir)
+    model = str(trained_run.out_dir)
+    assert main(["evaluate", "--model", model, "--data", str(synthetic_copy), "--quiet"]) == 2
+    assert "did not finish" in capsys.readouterr().err
+    assert snapshot(trained_run.out_dir) == before
+
+
+def test_the_same_run_is_returned_not_refused(trained_run, tiny_market):
+    from tripletlib.training import train_row
+
+    again = train_row("mildnet", "triplet", "offline", SMALL, tiny_market, trained_run.out_dir,
+                      progress=False)  # fmt: skip
+    assert again.reused and again.metrics == trained_run.metrics
+
+
+# ----------------------------------------------------------------------------- SIGKILL
+
+KILL_PROFILE = ("ci", {"epochs": 1, "steps_per_epoch": 2, "triplet_batch_size": 4,
+                       "pretrain_steps": 2, "pretrain_batch_size": 8})  # fmt: skip
+TRAIN_SCRIPT = """
+import json, sys
+from pathlib import Path
+from tripletlib import config
+from tripletlib.training import train_row
+data_root, out, reference = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+name, overrides = json.loads({profile!r})
+profile = config.resolve_profile(name, **overrides)
+row = ("mildnet", "triplet", "offline", profile, data_root)
+result = train_row(*row, out, progress=False)
+summary = {{"resumed": [result.epochs_completed, result.finished, result.reused]}}
+if reference:
+    reference_run = train_row(*row, Path(reference[0]), progress=False)
+    summary["reference"] = [reference_run.epochs_completed, reference_run.finished]
+(out.parent / "summary.json").write_text(json.dumps(summary))
+"""
+def test_training_killed_at_random_points_resumes_to_the_same_weights(tiny_market, tmp_path):
+    """SIGKILL twice at random moments after the run folder is set up (evaluation, warm start,
+    an epoch, a checkpoint, mining: wherever it lands), then run to the end; an uninterrupted run
+    in the same final process gives the same weights and learning curve."""
+    script = TRAIN_SCRIPT.format(profile=json.dumps(KILL_PROFILE))
+    out, reference = tmp_path / "runs" / "resumed", tmp_path / "runs" / "reference"
+    command = [sys.executable, "-c", script, str(tiny_market), str(out)]
+    env = {**os.environ, **DETERMINISTIC}
+    seed = int(time.time())
+    rng = random.Random(seed)
+    kills = []
+    for _ in range(2):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+        started = time.monotonic()
+        while not (out / "config.json").is_file() and process.poll() is None:
+            assert time.monotonic() - started < 300, "the run never started"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 8.0))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            pointer = out / "checkpoints" / "latest.json"
+            kills.append(json.loads(pointer.read_text())["epochs_completed"]
+                         if pointer.is_file() else 0)  # fmt: skip
+            for path in out.rglob("*.json"):  # atomic writes: never half a file
+                json.loads(path.read_text())
+    completed = subprocess.run([*command, str(reference)], env=env, capture_output=True,
+                               text=True, timeout=900)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads((tmp_path / "runs" / "summary.json").read_text())
+    assert summary == {"resumed": [2, True, False], "reference": [2, True]}, (seed, kills)
+    weights = h5_arrays(reference / "embedder.weights.h5")
+    resumed = h5_arrays(out / "embedder.weights.h5")
+    assert weights.keys() == resumed.keys() and len(weights) > 10
+    for name, values in weights.items():
+        np.testing.assert_allclose(resumed[name], values, rtol=0, atol=1e-6,
+                                   err_msg=f"{name} (seed {seed}, killed after {kills})")
+    history = np.loadtxt(reference / "history.csv", delimiter=",", skiprows=1, usecols=(0, 1, 3))
+    resumed_history = np.loadtxt(out / "history.csv", delimiter=",", skiprows=1,
+                                 usecols=(0, 1, 3))  # fmt: skip
+    np.testing.assert_allclose(resumed_history, history, rtol=1e-6)
+    assert [p.name for p in (out / "checkpoints").glob("epoch-*")] == ["epoch-0002"]
+    assert files.leftover_temporary_files(out) == []
+
+
+def test_generation_killed_and_rerun(tmp_path, capsys):
+    """SIGKILL in the middle of `synth`: every reader refuses the partial set; the same command
+    again finishes it, byte for byte the set an uninterrupted run writes."""
+    out = tmp_path / "killed"
+    arguments = ["synth", "--out", str(out), "--train-ids", "30", "--test-ids", "20",
+                 "--seed", "3", "--quiet"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "tripletlib", *arguments],
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    started = time.monotonic()
+    while len(list(out.glob("*/*.jpg"))) < 20 and process.poll() is None:
+        assert time.monotonic() - started < 120
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    marker = json.loads((out / config.SYNTHETIC_MARKER).read_text())
+    assert marker["complete"] is False, "the generation finished before it was killed"
+    assert main(["summary", "--data", str(out)]) == 2
+    assert "did not finish" in capsys.readouterr().err
+    assert main(arguments) == 0
+    marker = json.loads((out / config.SYNTHETIC_MARKER).read_text())
+    assert marker["complete"] is True
+    clean = tmp_path / "clean"
+    generate_synthetic_market(clean, train_ids=30, test_ids=20, seed=3, progress=False)
+    assert snapshot(out) == snapshot(clean)
