@@ -120,3 +120,36 @@ def test_printed_metrics_show_the_warm_start_only_when_there_was_one(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0].strip() for line in lines[1:]] == ["untrained", "pretrained", "trained"]
     assert lines[2].endswith("mAP   6.0")
+
+
+def test_every_option_has_help_and_shows_its_default():
+    import argparse
+
+    from tripletlib.cli import build_parser
+
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in commands.choices.items():
+        text = command.format_help()
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.option_strings}: no help text"
+            if action.default is not None and action.default is not False and not action.required:
+                assert f"(default: {action.default})" in " ".join(text.split()), (
+                    name, action.option_strings,
+                )  # fmt: skip
+
+
+def test_train_help_lists_profiles_and_which_loss_goes_with_which_mining(capsys):
+    from tripletlib import config
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    for name in config.PROFILES:
+        assert sum(line.strip().startswith(f"{name} ") for line in lines) == 1, name
+    offline = next(line for line in lines if line.strip().startswith("offline "))
+    online = next(line for line in lines if line.strip().startswith("online "))
+    assert "triplet | lossless" in offline and "batch-all | batch-hard" in online

@@ -64,13 +64,17 @@ class Workspace:
         return config.dataset_kind(self.dataset_root)
 
     def ensure_dataset(self) -> Path:
-        """The dataset folder; the synthetic one of this profile is generated on first use."""
+        """The dataset folder; the synthetic one of this profile is generated on first use (and
+        again when its generation was interrupted)."""
         root = self.dataset_root
         if self.data_root:
             if not root.is_dir():
                 raise FileNotFoundError(f"DATA_ROOT {root} does not exist (a Market-1501 folder)")
             return root
-        if not (root / config.SYNTHETIC_MARKER).is_file():
+        from tripletlib.data import read_synthetic_marker
+
+        marker = read_synthetic_marker(root)
+        if marker is None or not marker.get("complete"):  # none yet, or an interrupted one
             from tripletlib.synthetic import generate_synthetic_market
 
             generate_synthetic_market(
