@@ -245,3 +245,74 @@ def test_write_thesis_tables_writes_markdown_and_csv(tmp_path):
         "AANet [10]",
         "Thesis work",
     ]
+
+
+def make_baseline(rank1=0.629, rank5=0.797, mean_average_precision=0.496, **labels):
+    metrics = {"rank1": rank1, "rank5": rank5, "mAP": mean_average_precision, "cmc": [0.6]}
+    metrics.update({"dataset": "synthetic", "profile": "ci", **labels})
+    return metrics
+
+
+def test_the_baseline_row_ends_every_table_with_empty_thesis_cells():
+    runs = [make_run("resnet50-lossless-offline", 0.412, 0.7, 0.3)]
+    built = tables.build_thesis_tables(runs, baseline=make_baseline())
+    for number, header in (("4.1", "Base architecture"), ("4.2", "Loss function"),
+                           ("4.3", "Mining technique")):  # fmt: skip
+        table = built[number]
+        assert len(table) == 3 and table.iloc[-1][header] == "hand-crafted (no learning)"
+        row = table.iloc[-1]
+        assert (row["Rank-1 this run"], row["Rank-5 this run"], row["mAP this run"]) == (
+            62.9,
+            79.7,
+            49.6,
+        )
+        assert all(pd.isna(row[column]) for column in ("Rank-1 thesis", "Rank-5 thesis",
+                                                       "mAP thesis"))  # fmt: skip
+        assert (row["run"], row["dataset"], row["profile"], row["protocol"]) == (
+            "baseline",
+            "synthetic",
+            "ci",
+            "market",
+        )
+    ours = row_of(built["4.4"], "Method", "This run (hand-crafted (no learning))")
+    assert (ours["Rank-1 (%)"], ours["mAP (%)"], ours["source"]) == (62.9, 49.6, "this run")
+    assert len(built["4.4"]) == 7
+    # the trained rows' cells are untouched by the baseline
+    without = tables.build_thesis_tables(runs)
+    pd.testing.assert_frame_equal(built["4.2"].iloc[:2], without["4.2"])
+    assert len(without["4.1"]) == 2 and len(without["4.4"]) == 6
+
+
+def test_write_thesis_tables_prints_the_baseline_row(tmp_path):
+    runs = [make_run("resnet50-lossless-offline", 0.412, 0.7, 0.3)]
+    written = tables.write_thesis_tables(
+        runs, tmp_path, baseline=make_baseline(dataset="Market-1501", protocol="naive")
+    )
+    markdown = written["table_4_3.md"].read_text()
+    assert (
+        "| hand-crafted (no learning) | - | - | - | 62.9 | 79.7 | 49.6 | baseline | Market-1501 | ci | naive |"
+        in markdown
+    )
+    assert "the thesis has no such row" in markdown
+    csv = pd.read_csv(written["table_4_1.csv"])
+    baseline_row = row_of(csv, "Base architecture", "hand-crafted (no learning)")
+    assert pd.isna(baseline_row["Rank-1 thesis"]) and float(baseline_row["mAP this run"]) == 49.6
+    assert (
+        "no such row"
+        not in tables.write_thesis_tables(runs, tmp_path / "plain")["table_4_3.md"].read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("baseline", "message"),
+    [
+        ([0.5, 0.4], "expected a dict of metrics, got list"),
+        ({"rank1": 0.5, "rank5": 0.6, "mAP": 0.4}, r"missing key\(s\) \['dataset'\]"),
+        (make_baseline(rank1=62.9), r"baseline\['rank1'\] must be a fraction"),
+        (make_baseline(mean_average_precision=float("nan")), r"baseline\['mAP'\]"),
+        (make_baseline(dataset=""), r"baseline\['dataset'\] must be a non-empty string"),
+    ],
+)
+def test_a_bad_baseline_raises_a_value_error_naming_it(baseline, message):
+    with pytest.raises(ValueError, match=message):
+        tables.build_thesis_tables([], baseline=baseline)

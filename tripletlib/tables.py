@@ -5,6 +5,10 @@ The published numbers are constants (percent, as printed in the thesis). Our num
 Each of our cells says which dataset, profile and protocol produced it, taken from the metrics file:
 a synthetic number is never presented as a Market-1501 number. A row that was not run reads
 "not run"; no number is ever made up.
+
+Given the metrics of the hand-crafted colour descriptor (`tripletlib.baseline`, no learning) on
+the same test split, every table gets a row "hand-crafted (no learning)" with our numbers only:
+the thesis has no such row, so its cells stay empty ("-").
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ REQUIRED_KEYS = (
 )
 REQUIRED_METRICS = ("rank1", "rank5", "mAP")
 FINAL_ROW = "resnet50-lossless-offline"  # the thesis' final model (Section 4.2.3)
+BASELINE_NAME = "hand-crafted (no learning)"
+BASELINE_RUN = "baseline"  # the "run" column of the baseline row (tripletlib.baseline)
 TRAINED_ROWS = (
     "mildnet-triplet-offline",
     "resnet50-triplet-offline",
@@ -47,8 +53,8 @@ class ThesisResult:
     """One published result in percent; `row` is our experiment that reproduces it, if any."""
 
     name: str
-    rank1: float
-    mean_average_precision: float
+    rank1: float | None
+    mean_average_precision: float | None
     rank5: float | None = None
     year: str = "-"
     row: str | None = None
@@ -144,6 +150,30 @@ def validate_run_metrics(metrics: Any, source: str) -> dict[str, Any]:
     return dict(metrics)
 
 
+def validate_baseline_metrics(baseline: Any) -> dict[str, Any]:
+    """Check the baseline's metrics: Rank-1, Rank-5 and mAP fractions (as
+    `baseline.evaluate_baseline` returns them) plus the ``dataset`` they were measured on;
+    ``profile`` and ``protocol`` are optional (default "-" and "market")."""
+    if not isinstance(baseline, Mapping):
+        raise ValueError(f"baseline: expected a dict of metrics, got {type(baseline).__name__}")
+    missing = [key for key in (*REQUIRED_METRICS, "dataset") if key not in baseline]
+    if missing:
+        raise ValueError(
+            f"baseline: missing key(s) {missing}; it needs {[*REQUIRED_METRICS, 'dataset']} "
+            "(add the dataset to what baseline.evaluate_baseline returns)"
+        )
+    for key in REQUIRED_METRICS:
+        if not _is_fraction(baseline[key]):
+            raise ValueError(
+                f"baseline[{key!r}] must be a fraction in [0, 1], got {baseline[key]!r}"
+            )
+    checked = {"profile": "-", "protocol": "market", **baseline}
+    for key in ("dataset", "profile", "protocol"):
+        if not isinstance(checked[key], str) or not checked[key].strip():
+            raise ValueError(f"baseline[{key!r}] must be a non-empty string, got {checked[key]!r}")
+    return checked
+
+
 def _metrics_files(path: Path) -> list[Path]:
     if not path.exists():
         raise ValueError(
@@ -216,7 +246,10 @@ def _runs_by_row(runs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
 def _our_cells(run: Mapping[str, Any] | None) -> dict[str, Any]:
     if run is None:
         return dict.fromkeys(("rank1", "rank5", "mAP", "dataset", "profile", "protocol"), NOT_RUN)
-    trained = run["trained"]
+    return _cells(run["trained"], run)
+
+
+def _cells(trained: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "rank1": _percent(trained["rank1"]),
         "rank5": _percent(trained["rank5"]),
@@ -227,11 +260,19 @@ def _our_cells(run: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _side_by_side(table: ThesisTable, by_row: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def _side_by_side(
+    table: ThesisTable,
+    by_row: Mapping[str, Mapping[str, Any]],
+    baseline: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
     """Tables 4.1-4.3: each published row beside our run of the same experiment."""
     records = []
-    for result in table.results:
-        ours = _our_cells(by_row.get(result.row))
+    rows = [(result, _our_cells(by_row.get(result.row))) for result in table.results]
+    if baseline is not None:
+        rows.append(
+            (ThesisResult(BASELINE_NAME, None, None, row=BASELINE_RUN), _cells(baseline, baseline))
+        )
+    for result, ours in rows:
         records.append(
             {
                 table.row_header: result.name,
@@ -250,7 +291,11 @@ def _side_by_side(table: ThesisTable, by_row: Mapping[str, Mapping[str, Any]]) -
     return pd.DataFrame.from_records(records)
 
 
-def _state_of_the_art(table: ThesisTable, by_row: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def _state_of_the_art(
+    table: ThesisTable,
+    by_row: Mapping[str, Mapping[str, Any]],
+    baseline: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
     """Table 4.4: the literature and the thesis, plus our run of the thesis' final model."""
     records = []
     for result in table.results:
@@ -266,35 +311,43 @@ def _state_of_the_art(table: ThesisTable, by_row: Mapping[str, Mapping[str, Any]
                 "protocol": "-",
             }
         )
-    ours = _our_cells(by_row.get(FINAL_ROW))
-    records.append(
-        {
-            table.row_header: f"This run ({FINAL_ROW})",
-            "Year": "-",
-            "Rank-1 (%)": ours["rank1"],
-            "mAP (%)": ours["mAP"],
-            "source": "this run",
-            "dataset": ours["dataset"],
-            "profile": ours["profile"],
-            "protocol": ours["protocol"],
-        }
-    )
+    ours_by_name = [(f"This run ({FINAL_ROW})", _our_cells(by_row.get(FINAL_ROW)))]
+    if baseline is not None:
+        ours_by_name.append((f"This run ({BASELINE_NAME})", _cells(baseline, baseline)))
+    for name, ours in ours_by_name:
+        records.append(
+            {
+                table.row_header: name,
+                "Year": "-",
+                "Rank-1 (%)": ours["rank1"],
+                "mAP (%)": ours["mAP"],
+                "source": "this run",
+                "dataset": ours["dataset"],
+                "profile": ours["profile"],
+                "protocol": ours["protocol"],
+            }
+        )
     return pd.DataFrame.from_records(records)
 
 
-def build_thesis_tables(runs: Iterable[Mapping[str, Any]]) -> dict[str, pd.DataFrame]:
+def build_thesis_tables(
+    runs: Iterable[Mapping[str, Any]], baseline: Mapping[str, Any] | None = None
+) -> dict[str, pd.DataFrame]:
     """Tables "4.1".."4.4": the thesis' numbers (Chapter 4) beside this project's runs.
 
     `runs` are dicts as `load_run_metrics` returns them (at most one per row). Our metrics are
-    percentages with one decimal; a row without a run reads "not run". Each frame's
+    percentages with one decimal; a row without a run reads "not run". With `baseline` (the
+    hand-crafted descriptor's metrics and dataset, see `validate_baseline_metrics`) each table
+    ends with a row "hand-crafted (no learning)" whose thesis cells are empty. Each frame's
     ``attrs["caption"]`` holds the thesis caption.
     """
     by_row = _runs_by_row(runs)
+    if baseline is not None:
+        baseline = validate_baseline_metrics(baseline)
     tables = {}
     for number, table in THESIS_TABLES.items():
-        frame = (
-            _state_of_the_art(table, by_row) if number == "4.4" else _side_by_side(table, by_row)
-        )
+        build = _state_of_the_art if number == "4.4" else _side_by_side
+        frame = build(table, by_row, baseline)
         frame.attrs["caption"] = f"Table {number}: {table.caption}"
         tables[number] = frame
     return tables
@@ -329,15 +382,28 @@ def _notes(frame: pd.DataFrame) -> list[str]:
         )
     if NOT_RUN in datasets:
         notes.append(f"'{NOT_RUN}': no metrics.json was given for that experiment row.")
+    if frame.iloc[:, 0].astype(str).str.contains(BASELINE_NAME, regex=False).any():
+        notes.append(
+            f"'{BASELINE_NAME}': colour histograms of horizontal stripes after grey-world "
+            "normalisation (tripletlib.baseline), nothing trained, on the same test split as our "
+            "rows; the thesis has no such row."
+        )
     return notes
 
 
-def write_thesis_tables(runs: Iterable[Mapping[str, Any]], out_dir: str | Path) -> dict[str, Path]:
-    """Write ``table_4_1.md``/``.csv`` .. ``table_4_4.md``/``.csv``; returns file name -> path."""
+def write_thesis_tables(
+    runs: Iterable[Mapping[str, Any]],
+    out_dir: str | Path,
+    baseline: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Write ``table_4_1.md``/``.csv`` .. ``table_4_4.md``/``.csv``; returns file name -> path.
+
+    `baseline`: as in `build_thesis_tables`.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for number, frame in build_thesis_tables(runs).items():
+    for number, frame in build_thesis_tables(runs, baseline).items():
         stem = "table_" + number.replace(".", "_")
         markdown = out_dir / f"{stem}.md"
         text = f"**{frame.attrs['caption']}** (thesis beside this run)\n\n"

@@ -439,3 +439,61 @@ def plot_embedding_2d(
     axes.set_title(_dataset_title(title, dataset))
     figure.tight_layout()
     return figure
+
+
+def occlusion_figure(
+    images: Any,
+    maps_by_model: Mapping[str, Any],
+    titles: Sequence[str] | None = None,
+    *,
+    alpha: float = 0.5,
+    colormap: str = "jet",
+    dataset: str | None = None,
+) -> Figure:
+    """What each embedder looks at: rows = query images, columns = the image, then one
+    occlusion-sensitivity overlay per model (`tripletlib.occlusion`, Zeiler and Fergus 2014).
+
+    `maps_by_model` maps a column title ("untrained", "trained", ...) to one (H, W) map per image,
+    e.g. ``occlusion_sensitivity(...).maps``. Each map is scaled to its own maximum (negative
+    values, patches whose occlusion helped, are shown as 0), so models of different embedding
+    scales can be compared by where they look, not by how much; `titles` label the rows.
+    """
+    images = _as_images(images, "images")
+    count, height, width = images.shape[:3]
+    if not isinstance(maps_by_model, Mapping) or not maps_by_model:
+        raise ValueError("maps_by_model must be a non-empty dict of column title -> maps")
+    maps = {}
+    for name, model_maps in maps_by_model.items():
+        array = np.asarray(model_maps, dtype=np.float64)
+        if array.shape != (count, height, width):
+            raise ValueError(
+                f"maps_by_model[{name!r}] must hold {count} maps of {height}x{width} (one per "
+                f"image), got shape {array.shape}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"maps_by_model[{name!r}] holds NaN or infinite values")
+        maps[str(name)] = array
+    row_titles = _check_titles(titles, count, "titles")
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    columns = 1 + len(maps)
+    figure = Figure(figsize=(1.3 * columns + 0.4, 2.2 * count * height / (2 * width) + 0.6))
+    grid = figure.subplots(count, columns, squeeze=False)
+    for row in range(count):
+        _show_image(grid[row, 0], images[row])
+        if row_titles is not None:
+            grid[row, 0].set_ylabel(row_titles[row], fontsize=8)
+        for column, (name, model_maps) in enumerate(maps.items(), start=1):
+            positive = np.clip(model_maps[row], 0.0, None)
+            peak = positive.max()
+            scaled = positive / peak if peak > 0 else positive
+            _show_image(grid[row, column], images[row])
+            grid[row, column].imshow(
+                scaled, cmap=colormap, alpha=alpha, vmin=0.0, vmax=1.0, interpolation="bilinear"
+            )
+            if row == 0:
+                grid[row, column].set_title(name, fontsize=9)
+    grid[0, 0].set_title("image", fontsize=9)
+    figure.suptitle(_dataset_title("Occlusion sensitivity", dataset), fontsize=10)
+    figure.tight_layout()
+    return figure
