@@ -17,23 +17,29 @@ Reported per backbone, batch size and input path:
   gallery squared distances + `evaluation.evaluate`; Market-size with `--preset market`).
 
 Input paths: the plain `TripletDataset` (a PyDataset: images gathered and converted on the host
-every step) and, with `--device-resident`, the same triplets gathered with `keras.ops.take` from
-uint8 images kept on the accelerator, so only (B, 3) indices cross from the host per step (JAX;
-under TensorFlow Keras' PyDataset adapter still routes batches through tf.data on the host).
-Only `keras` / `keras.ops` are used, so it runs under KERAS_BACKEND=jax without TensorFlow.
+every step) and, with `--device-resident`, `sampling.DeviceTripletDataset`: the same triplets
+gathered with `keras.ops.take` from uint8 images kept on the accelerator, so only (B, 3) indices
+cross from the host per step (JAX; under TensorFlow Keras' PyDataset adapter still routes batches
+through tf.data on the host). Only `keras` / `keras.ops` are used, so it runs under
+KERAS_BACKEND=jax without TensorFlow.
 
-`--augmentation fused` replaces the library's augmentation layers (three warps; under JAX each
-interpolates over the channel axis too) by `FusedAugmentation`: the same random draws composed
-into one bilinear warp. On an H200 under JAX the library's layers made ResNet-50's fp32 training
-steps about 120-150 times slower (docs/benchmarks.md). Every report also times both augmentations alone on one step's images, and
-under `--mixed-precision` compares the embeddings with a float32 copy of the embedder.
+The model is the library's: `models.build_triplet_model` around `augment.build_augmentation` (one
+jit-compilable warp, `augment.FusedAugmentation`), `losses.LosslessTripletLoss`, batches from
+`sampling`. `--augmentations` lists what is timed in one run, each on its own model: "library"
+(the default with "none": steps/s with and without augmentation and their ratio), "none", and
+"keras-layers" (Keras' RandomTranslation/Rotation/Zoom/Flip, three warps, `supports_jit` False:
+the whole step then runs without `jax.jit`; about 120-150 times slower on an H200 under JAX,
+docs/benchmarks.md). Every report also times the library and Keras-layers augmentations alone on
+one step's images; `--mixed-precision` builds under `devices.precision("mixed_bfloat16")` and
+compares the embeddings with a float32 copy; `--data-parallel` trains under
+`devices.data_parallel()` (JAX, all devices).
 
     # 2-core CPU smoke run, about a minute:
     python benchmarks/train_throughput.py --preset small --image-size 64x32 --steps 3 \
         --warmup-steps 1 --backbones resnet50
     # the GPU profile:
     KERAS_BACKEND=jax python benchmarks/train_throughput.py --workers 16 --device-resident \
-        --mixed-precision --augmentation fused --extra-batch-sizes 256 --json throughput.json
+        --mixed-precision --extra-batch-sizes 256 --json throughput.json
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ from tripletlib import (
     augment,
     config,
     data,
+    devices,
     evaluation,
     images,
     losses,
@@ -86,15 +93,15 @@ PROJECTION_ASSUMPTION = (
 )
 TRAINING_HEADERS = (
     "backbone", "input path", "batch (triplets)", "train images/s", "s/step", "compile s",
-    "min/epoch", "h/100 epochs", "h/row (x2)", "augmentation", "last loss",
+    "min/epoch", "h/100 epochs", "h/row (x2)", "augmentation", "steps/s", "jit", "last loss",
 )  # fmt: skip
 EMBEDDING_HEADERS = (
     "backbone", "embedding dtype", "embed images/s", "query x gallery", "distances s",
     "evaluate s", "evaluation s", "non-finite rows", "rel. error vs float32",
 )  # fmt: skip
-# "library": tripletlib.augment (four Keras layers, three warps); "fused": `FusedAugmentation`
-# (the same random transformations composed into one warp); "none": no augmentation.
-AUGMENTATIONS = ("library", "fused", "none")
+# "library": augment.build_augmentation (`FusedAugmentation`, one warp); "keras-layers":
+# augment.build_keras_augmentation (Keras' random layers, three warps); "none": no augmentation.
+AUGMENTATIONS = ("library", "keras-layers", "none")
 VERSION_PACKAGES = (
     "keras", "numpy", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt", "tensorflow",
     "tensorflow-cpu", "torch", "tripletlib",
@@ -117,7 +124,8 @@ class BenchmarkOptions:
     embed_batch_size: int = 128
     mixed_precision: bool = False
     device_resident: bool = False
-    augmentation: str = "library"  # one of AUGMENTATIONS
+    augmentations: tuple[str, ...] = ("library", "none")  # each of AUGMENTATIONS, in order
+    data_parallel: bool = False
     seed: int = 0
     progress: bool = True
 
@@ -143,6 +151,7 @@ class TrainingResult:
     last_loss: float
     losses_finite: bool
     augmentation: str = "library"
+    jit_compile: bool | None = None  # the compiled model's `jit_compile` (jax.jit / XLA)
 
 
 @dataclass(frozen=True)
@@ -210,8 +219,11 @@ def _check_options(options: BenchmarkOptions) -> None:
     unknown = [name for name in options.backbones if name not in models.BACKBONES]
     if unknown or not options.backbones:
         raise ValueError(f"--backbones {list(options.backbones)}; choose from {models.BACKBONES}")
-    if options.augmentation not in AUGMENTATIONS:
-        raise ValueError(f"--augmentation {options.augmentation!r}; choose from {AUGMENTATIONS}")
+    unknown = [kind for kind in options.augmentations if kind not in AUGMENTATIONS]
+    if unknown or not options.augmentations:
+        raise ValueError(
+            f"--augmentations {list(options.augmentations)}; choose from {AUGMENTATIONS}"
+        )
     if options.preset not in synthetic.PRESETS:
         raise ValueError(f"--preset {options.preset!r}; choose from {sorted(synthetic.PRESETS)}")
 
@@ -270,43 +282,7 @@ def prepare_data(options: BenchmarkOptions, root: Path, profile: config.Profile)
     return BenchmarkData(str(root), kind, generated, generation_seconds, decode_seconds, splits)
 
 
-class DeviceTripletDataset(keras.utils.PyDataset):
-    """The triplets of `triplets` (same seed, same rows) gathered from images on the device.
-
-    `device_images` is the uint8 training array after `keras.ops.convert_to_tensor`; per step only
-    the `(B, 3)` rows of `TripletDataset.triplet_indices` are uploaded, then one `keras.ops.take`
-    gathers the 3B images and they are cast to float32 pixels there.
-    """
-
-    def __init__(self, triplets: sampling.TripletDataset, device_images: Any) -> None:
-        super().__init__()
-        self.triplets = triplets
-        self.device_images = device_images
-        self.targets = keras.ops.zeros((triplets.batch_size,), dtype="float32")
-
-    def __len__(self) -> int:
-        return len(self.triplets)
-
-    def __getitem__(self, index: int):
-        rows = self.triplets.triplet_indices(index)  # (B, 3): anchor, positive, negative
-        order = keras.ops.convert_to_tensor(rows.T.reshape(-1), dtype="int32")
-        batch = keras.ops.cast(keras.ops.take(self.device_images, order, axis=0), "float32")
-        anchor, positive, negative = keras.ops.split(batch, 3, axis=0)
-        return (anchor, positive, negative), self.targets
-
-
 # ------------------------------------------------------------------------------------ model
-
-
-@contextlib.contextmanager
-def global_dtype_policy(policy: str) -> Iterator[None]:
-    """Build layers under `policy` (e.g. "mixed_bfloat16"); the previous policy comes back after."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def build_benchmark_embedder(
@@ -327,7 +303,7 @@ def build_benchmark_embedder(
     accepted = inspect.signature(models.BUILDERS[backbone]).parameters
     options = {key: value for key, value in options.items() if key in accepted}
     policy = "mixed_bfloat16" if mixed_precision else keras.mixed_precision.global_policy().name
-    with global_dtype_policy(policy):
+    with devices.precision(policy):
         embedder = models.build_embedder(backbone, **options)
     library_dtype = str(embedder.outputs[0].dtype)
     if library_dtype != "float32":
@@ -337,85 +313,12 @@ def build_benchmark_embedder(
     return embedder, library_dtype
 
 
-class FusedAugmentation(keras.layers.Layer):
-    """Section 3.1.3's random transformations composed into one bilinear warp per image.
-
-    The same draws as `augment.build_augmentation`: shifts of up to `shift` x height / width,
-    rotations of up to `rotation_degrees`, height and width zoom factors drawn independently from
-    `zoom` (0.8 samples 80 % of the image), a horizontal flip with probability 1/2 and "nearest"
-    filling (source coordinates clamped to the image). Like Keras' `ImageDataGenerator` they are
-    composed into one affine map (output pixel -> source point) and the image is sampled once,
-    where the library's layers warp three times; Keras' JAX `affine_transform` also interpolates
-    over the channel axis (8 gathers per value), this samples 4 neighbours per pixel. Identity
-    unless `training=True`.
-    """
-
-    def __init__(
-        self,
-        shift: float = 0.2,
-        rotation_degrees: float = 25.0,
-        zoom: tuple[float, float] = (0.8, 1.2),
-        flip: bool = True,
-        seed: int | None = None,
-        **kwargs,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.shift, self.rotation_degrees = float(shift), float(rotation_degrees)
-        self.zoom, self.flip = (float(zoom[0]), float(zoom[1])), bool(flip)
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, inputs, training=False):
-        if not training:
-            return inputs
-        ops = keras.ops
-        images = ops.cast(inputs, "float32")
-        batch, height, width, channels = (ops.shape(images)[0], *images.shape[1:])
-
-        def uniform(low, high):
-            return keras.random.uniform((batch, 1, 1), low, high, seed=self.seed_generator)
-
-        angle = uniform(-1.0, 1.0) * (self.rotation_degrees * math.pi / 180.0)
-        shift_y = uniform(-self.shift, self.shift) * height
-        shift_x = uniform(-self.shift, self.shift) * width
-        zoom_y, zoom_x = uniform(*self.zoom), uniform(*self.zoom)
-        mirror = ops.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0) if self.flip else 1.0
-        centre_y, centre_x = (height - 1) / 2.0, (width - 1) / 2.0
-        rows = ops.reshape(ops.arange(height, dtype="float32") - centre_y, (1, height, 1))
-        cols = ops.reshape(ops.arange(width, dtype="float32") - centre_x, (1, 1, width)) * mirror
-        # source = R(angle) (Z p + t) + centre, as ImageDataGenerator's rotation @ shift @ zoom
-        zoomed_y, zoomed_x = zoom_y * rows + shift_y, zoom_x * cols + shift_x
-        cos, sin = ops.cos(angle), ops.sin(angle)
-        source_y = cos * zoomed_y - sin * zoomed_x + centre_y
-        source_x = sin * zoomed_y + cos * zoomed_x + centre_x
-        source_y = ops.clip(source_y, 0.0, height - 1.0)  # fill_mode="nearest"
-        source_x = ops.clip(source_x, 0.0, width - 1.0)
-        y0, x0 = ops.floor(source_y), ops.floor(source_x)
-        wy, wx = source_y - y0, source_x - x0
-        y0, x0 = ops.cast(y0, "int32"), ops.cast(x0, "int32")
-        y1, x1 = ops.minimum(y0 + 1, height - 1), ops.minimum(x0 + 1, width - 1)
-        flat = ops.reshape(images, (batch, height * width, channels))
-
-        def gather(y, x):
-            index = ops.reshape(y * width + x, (batch, height * width, 1))
-            index = ops.broadcast_to(index, (batch, height * width, channels))
-            values = ops.take_along_axis(flat, index, axis=1)
-            return ops.reshape(values, (batch, height, width, channels))
-
-        wy, wx = ops.expand_dims(wy, -1), ops.expand_dims(wx, -1)
-        top = gather(y0, x0) * (1.0 - wx) + gather(y0, x1) * wx
-        bottom = gather(y1, x0) * (1.0 - wx) + gather(y1, x1) * wx
-        return top * (1.0 - wy) + bottom * wy
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
 def build_augmentation(kind: str, seed: int) -> keras.layers.Layer | None:
     """The augmentation layer of `--augmentation` (`AUGMENTATIONS`); None for "none"."""
     if kind == "library":
         return augment.build_augmentation(seed=seed)
-    if kind == "fused":
-        return FusedAugmentation(seed=seed, name="fused_augmentation")
+    if kind == "keras-layers":
+        return augment.build_keras_augmentation(seed=seed)
     if kind == "none":
         return None
     raise ValueError(f"augmentation {kind!r}; choose from {AUGMENTATIONS}")
@@ -471,10 +374,12 @@ def measure_training(
     batch_size: int,
     options: BenchmarkOptions,
     profile: config.Profile,
+    augmentation: str = "library",
 ) -> TrainingResult:
     """Fit `warmup_steps + steps` steps; steady speed from the end of warm-up to the last step."""
     total = options.warmup_steps + options.steps
-    clock = StepClock(total, f"{backbone} {input_path} B={batch_size}", options.progress)
+    description = f"{backbone} {input_path} B={batch_size} {augmentation}"
+    clock = StepClock(total, description, options.progress)
     model.fit(dataset, epochs=1, verbose=0, shuffle=False, callbacks=[clock])
     clock.bar.close()
     if np.isnan(clock.ends).any():
@@ -496,7 +401,8 @@ def measure_training(
         images_per_second=images_per_step / seconds_per_step,
         last_loss=float(clock.losses[-1]),
         losses_finite=bool(np.isfinite(clock.losses).all()),
-        augmentation=options.augmentation,
+        augmentation=augmentation,
+        jit_compile=bool(model.jit_compile),
         **project(seconds_per_step, batch_size, profile),
     )
 
@@ -610,7 +516,7 @@ def time_augmentations(
     pixels = images[np.arange(count) % len(images)].astype(np.float32)
     batch = keras.ops.convert_to_tensor(pixels)
     timings = {}
-    for kind in AUGMENTATIONS[:2]:
+    for kind in ("library", "keras-layers"):
         inputs = keras.Input(shape=pixels.shape[1:], dtype="float32")
         model = keras.Model(inputs, _Training(build_augmentation(kind, seed))(inputs))
         started = time.perf_counter()
@@ -642,7 +548,11 @@ def training_inputs(
         )
         yield batch_size, "pydataset", triplets
         if device_images is not None:
-            yield batch_size, "device-resident", DeviceTripletDataset(triplets, device_images)
+            yield (
+                batch_size,
+                "device-resident",
+                sampling.DeviceTripletDataset(triplets, device_images),
+            )
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -657,33 +567,40 @@ def benchmark_backbone(
     options: BenchmarkOptions,
     profile: config.Profile,
 ) -> tuple[list[TrainingResult], list[dict[str, Any]], EmbeddingResult]:
-    """Every batch size and input path of one backbone on one model, then embedding/evaluation.
+    """Every augmentation, batch size and input path of one backbone, then embedding/evaluation.
 
-    A batch that does not fit in the accelerator's memory is recorded as a failure and ends this
-    backbone's training rows (larger batches would not fit either); the embedding is then timed
-    on a freshly built embedder, since a failed step leaves the model's variables unusable.
+    Each augmentation of `options.augmentations` gets its own training model (and compiled step)
+    around the same embedder. A batch that does not fit in the accelerator's memory is recorded
+    as a failure and ends this backbone's training rows (larger batches would not fit either);
+    the embedding is then timed on a freshly built embedder, since a failed step leaves the
+    model's variables unusable.
     """
     keras.utils.set_random_seed(options.seed)
     embedder, library_dtype = build_benchmark_embedder(backbone, profile, options.mixed_precision)
-    model = build_benchmark_model(embedder, profile, options.seed, options.augmentation)
-    dtypes = (library_dtype, str(model.outputs[0].dtype))
-    if str(embedder.outputs[0].dtype) != "float32":
-        raise RuntimeError(f"{backbone} embeddings are {embedder.outputs[0].dtype}, not float32")
-    results, failures = [], []
-    for batch_size, input_path, dataset in training_inputs(benchmark_data, options):
-        try:
-            results.append(
-                measure_training(model, dataset, backbone, input_path, batch_size, options, profile)
-            )
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            first_line = str(error).strip().splitlines()[0][:300]
-            failures.append(
-                {"backbone": backbone, "batch_size": batch_size, "input_path": input_path,
-                 "error": first_line}
-            )  # fmt: skip
-            print(f"{backbone} batch {batch_size} {input_path}: out of memory ({first_line})")
+    devices.check_float32_embeddings(embedder)
+    results, failures, dtypes = [], [], (library_dtype, "")
+    for augmentation in options.augmentations:
+        model = build_benchmark_model(embedder, profile, options.seed, augmentation)
+        dtypes = (library_dtype, str(model.outputs[0].dtype))
+        for batch_size, input_path, dataset in training_inputs(benchmark_data, options):
+            try:
+                results.append(
+                    measure_training(
+                        model, dataset, backbone, input_path, batch_size, options, profile,
+                        augmentation,
+                    )
+                )  # fmt: skip
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                first_line = str(error).strip().splitlines()[0][:300]
+                failures.append(
+                    {"backbone": backbone, "batch_size": batch_size, "input_path": input_path,
+                     "augmentation": augmentation, "error": first_line}
+                )  # fmt: skip
+                print(f"{backbone} batch {batch_size} {input_path}: out of memory ({first_line})")
+                break
+        if failures:
             break
     if failures:
         del model, embedder
@@ -755,11 +672,18 @@ def format_report(report: dict[str, Any]) -> str:
             f"{row['projected_iteration_seconds'] / 3600:.2f}",
             f"{row['projected_row_seconds'] / 3600:.2f}",
             row.get("augmentation", "library"),
+            f"{1.0 / row['seconds_per_step']:.2f}",
+            {True: "yes", False: "no"}.get(row.get("jit_compile"), "-"),
             f"{row['last_loss']:.4f}",
         )
         for row in report["training"]
     ]
     counts = report["dataset"]["counts"]
+    ratio_lines = [
+        f"{backbone} batch {batch} {path}: a step with the library augmentation takes "
+        f"{ratio:.2f}x a step without"
+        for (backbone, batch, path), ratio in augmentation_cost(report["training"]).items()
+    ]
     dtype_notes = [
         f"{row['backbone']}: the library's L2 normalisation returns "
         f"{row['library_embedder_output_dtype']} under {report['dtype_policy']}; the benchmark "
@@ -803,6 +727,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"{height}x{width}; {report['dataset']['kind']} data {counts}",
             "",
             markdown_table(TRAINING_HEADERS, training),
+            *ratio_lines,
             *[
                 f"{row['backbone']} batch {row['batch_size']} {row['input_path']}: did not fit "
                 f"({row['error']})"
@@ -818,6 +743,21 @@ def format_report(report: dict[str, Any]) -> str:
     )
 
 
+def augmentation_cost(training: Sequence[dict[str, Any]]) -> dict[tuple, float]:
+    """(backbone, batch, input path) -> s/step with the library augmentation / s/step without."""
+    seconds = {
+        (row["backbone"], row["batch_size"], row["input_path"], row.get("augmentation")): row[
+            "seconds_per_step"
+        ]
+        for row in training
+    }
+    return {
+        key[:3]: value / seconds[(*key[:3], "none")]
+        for key, value in seconds.items()
+        if key[3] == "library" and (*key[:3], "none") in seconds
+    }
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -830,6 +770,8 @@ def run_benchmark(options: BenchmarkOptions, command: str) -> dict[str, Any]:
     """Measure every backbone of `options`; the report that `main` prints and writes as JSON."""
     _check_options(options)
     profile = thesis_profile(options.image_size)
+    if options.data_parallel:
+        devices.data_parallel()
     with contextlib.ExitStack() as stack:
         root = options.data
         if root is None:
@@ -870,6 +812,12 @@ def run_benchmark(options: BenchmarkOptions, command: str) -> dict[str, Any]:
         },
         "augmentation_timing": {"images": augment_images, **augmentation_timing},
         "training": [dataclasses.asdict(row) for row in training],
+        "augmentation_cost": [
+            {"backbone": key[0], "batch_size": key[1], "input_path": key[2], "ratio": ratio}
+            for key, ratio in augmentation_cost(
+                [dataclasses.asdict(row) for row in training]
+            ).items()
+        ],
         "failures": failures,
         "embedding": [dataclasses.asdict(row) for row in embedding],
     }
@@ -897,10 +845,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also time batches gathered from images kept on the accelerator",
     )
     parser.add_argument(
-        "--augmentation",
-        default="library",
-        choices=AUGMENTATIONS,
-        help="library: tripletlib.augment (thesis layers); fused: the same draws, one warp",
+        "--augmentations",
+        nargs="+",
+        default=["library", "none"],
+        help=f"each timed on its own model, from {AUGMENTATIONS}: library (one warp), "
+        "keras-layers (Keras' random layers, not jit-compiled), none",
+    )
+    parser.add_argument(
+        "--data-parallel", action="store_true", help="devices.data_parallel() (JAX, all devices)"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the report here")
@@ -931,7 +883,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         embed_batch_size=arguments.embed_batch_size,
         mixed_precision=arguments.mixed_precision,
         device_resident=arguments.device_resident,
-        augmentation=arguments.augmentation,
+        augmentations=tuple(dict.fromkeys(arguments.augmentations)),
+        data_parallel=arguments.data_parallel,
         seed=arguments.seed,
         progress=not arguments.no_progress,
     )

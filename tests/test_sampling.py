@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from tripletlib.pretraining import IdentityBatches
-from tripletlib.sampling import LOADER_WORKERS, PKDataset, TripletDataset, classify_triplets
+from tripletlib.sampling import (
+    LOADER_WORKERS,
+    DeviceTripletDataset,
+    PKDataset,
+    TripletDataset,
+    classify_triplets,
+)
 from tripletlib.training import _FixedEpoch
 
 # Identities 1-5: 6 images each over cameras 1, 2, 3 (two per camera).
@@ -211,6 +217,36 @@ def test_fit_reads_the_same_epochs_when_resumed():
     assert len(resumed) == 1
     assert resumed[0] == pytest.approx(fresh[2], rel=1e-6)
     assert fresh[0] != pytest.approx(fresh[1], rel=1e-6)
+
+
+def test_device_resident_batches_equal_the_plain_batches_epoch_by_epoch():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(12, 8, 4, 3), dtype=np.uint8)
+    person_ids = np.repeat([1, 2, 3], 4)
+    camera_ids = np.tile([1, 2], 6)
+    plain = TripletDataset(pixels, person_ids, camera_ids, batch_size=5, steps_per_epoch=3, seed=7)
+    device = DeviceTripletDataset(
+        TripletDataset(pixels, person_ids, camera_ids, batch_size=5, steps_per_epoch=3, seed=7)
+    )
+    assert len(device) == 3 and device.workers == LOADER_WORKERS
+    for epoch in range(2):
+        assert device.triplets.epoch == plain.epoch == epoch
+        for index in range(3):
+            (anchor, positive, negative), targets = device[index]
+            (plain_a, plain_p, plain_n), plain_targets = plain[index]
+            for gathered, expected in ((anchor, plain_a), (positive, plain_p), (negative, plain_n)):
+                gathered = keras.ops.convert_to_numpy(gathered)
+                assert gathered.dtype == np.float32 and gathered.shape == (5, 8, 4, 3)
+                np.testing.assert_array_equal(gathered, expected)
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(targets), plain_targets)
+        device.on_epoch_end()
+        plain.on_epoch_end()
+    device.set_epoch(0)
+    assert device.triplets.epoch == 0
+    with pytest.raises(ValueError, match="shape"):
+        DeviceTripletDataset(plain, keras.ops.convert_to_tensor(pixels[:6]))
+    with pytest.raises(ValueError, match="TripletDataset"):
+        DeviceTripletDataset(PKDataset(pixels, person_ids, p=2, k=2))
 
 
 def test_keras_reads_the_datasets_with_worker_threads_and_no_tf_data_autotuning():

@@ -1,8 +1,10 @@
-"""benchmarks/train_throughput.py: a tiny run's report, the projection, the device-resident path.
+"""benchmarks/train_throughput.py: a tiny run's report, the projection, the out-of-memory rule.
 
-The script is imported from its file. One end-to-end run (small synthetic preset, 64x32 images,
-ResNet-50, 1 warm-up + 2 timed steps) is shared by the report tests: about 50 s on 2 CPU cores
-under TensorFlow, most of it tracing the training step.
+The script is imported from its file (it is a script, not part of the library); what it measures
+is the library's, tested with it: `augment.FusedAugmentation` in test_augment.py,
+`sampling.DeviceTripletDataset` in test_sampling.py, `devices.precision` in test_devices.py. One
+end-to-end run (small synthetic preset, 64x32 images, ResNet-50, with and without augmentation,
+1 warm-up + 2 timed steps each) is shared by the report tests: most of it compiles the steps.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import numpy as np
 import pytest
 
 from tripletlib import config, models
-from tripletlib.sampling import TripletDataset
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 TINY_RUN = ["--preset", "small", "--image-size", "64x32", "--steps", "2", "--warmup-steps", "1"]
@@ -47,7 +48,23 @@ def tiny_run(tmp_path_factory):
 
 def test_report_has_positive_speed_and_a_projection_consistent_with_its_numbers(tiny_run):
     _, report, _ = tiny_run
-    (row,) = report["training"]
+    augmented, plain = report["training"]
+    assert (augmented["augmentation"], plain["augmentation"]) == ("library", "none")
+    for row in (augmented, plain):
+        check_row(row)
+        if keras.backend.backend() == "jax":
+            assert row["jit_compile"]  # the whole step under jax.jit, augmentation included
+    (cost,) = report["augmentation_cost"]
+    assert (cost["backbone"], cost["batch_size"], cost["input_path"]) == (
+        "resnet50",
+        32,
+        "pydataset",
+    )
+    ratio = augmented["seconds_per_step"] / plain["seconds_per_step"]
+    assert cost["ratio"] == pytest.approx(ratio, rel=1e-9)
+
+
+def check_row(row):
     assert (row["backbone"], row["input_path"], row["batch_size"]) == ("resnet50", "pydataset", 32)
     assert row["images_per_step"] == 96  # 32 triplets x 3 images
     assert row["steps"] == 2 and row["warmup_steps"] == 1
@@ -91,13 +108,14 @@ def test_report_describes_the_run_data_embedding_and_environment(tiny_run):
     assert report["projection"]["train_images"] == 12936
     timing = report["augmentation_timing"]
     assert timing["images"] == 96
-    assert all(timing[kind]["seconds"] > 0 for kind in ("library", "fused"))
+    assert all(timing[kind]["seconds"] > 0 for kind in ("library", "keras-layers"))
 
 
 def test_the_printed_report_has_two_markdown_tables(tiny_run):
     _, report, _ = tiny_run
     text = throughput.format_report(report)
     assert "| resnet50 | pydataset | 32 |" in text
+    assert "resnet50 batch 32 pydataset: a step with the library augmentation takes" in text
     separators = [line for line in text.splitlines() if line.startswith("|---|")]
     assert len(separators) == 2  # the training table and the embedding table
 
@@ -113,24 +131,6 @@ def test_projection_is_hand_derived():
     assert throughput.project(1.0, 128, profile)["steps_per_epoch"] == 102  # 12936 / 128 = 101.06
     assert profile.weights is None and profile.triplet_batch_size == 32
     assert profile.input_shape == config.resolve_profile("thesis").input_shape
-
-
-def test_device_resident_batches_equal_the_plain_batches():
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, size=(12, 8, 4, 3), dtype=np.uint8)
-    person_ids = np.repeat([1, 2, 3], 4)
-    camera_ids = np.tile([1, 2], 6)
-    plain = TripletDataset(pixels, person_ids, camera_ids, batch_size=5, steps_per_epoch=3, seed=7)
-    device = throughput.DeviceTripletDataset(plain, keras.ops.convert_to_tensor(pixels))
-    assert len(device) == 3
-    for index in range(3):
-        (anchor, positive, negative), targets = device[index]
-        (plain_a, plain_p, plain_n), plain_targets = plain[index]
-        for gathered, expected in ((anchor, plain_a), (positive, plain_p), (negative, plain_n)):
-            gathered = keras.ops.convert_to_numpy(gathered)
-            assert gathered.dtype == np.float32 and gathered.shape == (5, 8, 4, 3)
-            np.testing.assert_array_equal(gathered, expected)
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(targets), plain_targets)
 
 
 def test_mixed_precision_keeps_unit_float32_embeddings_and_restores_the_policy():
@@ -157,6 +157,7 @@ def test_mixed_precision_keeps_unit_float32_embeddings_and_restores_the_policy()
         (["--batch-size", "0"], "batch size 0"),
         (["--backbones", "vgg"], "vgg"),
         (["--preset", "huge"], "huge"),
+        (["--augmentations", "fused"], "fused"),
     ],
 )
 def test_bad_options_raise_a_clear_value_error_before_any_work(arguments, message, tmp_path):
@@ -203,6 +204,7 @@ def test_an_out_of_memory_batch_is_recorded_and_ends_that_backbones_rows(monkeyp
             "backbone": "resnet50",
             "batch_size": 64,
             "input_path": "pydataset",
+            "augmentation": "library",
             "error": "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9GiB",
         }
     ]
@@ -214,36 +216,3 @@ def test_an_out_of_memory_batch_is_recorded_and_ends_that_backbones_rows(monkeyp
     monkeypatch.setattr(throughput, "measure_training", fails_otherwise)
     with pytest.raises(ValueError, match="a real bug"):
         throughput.benchmark_backbone("resnet50", benchmark_data, options, profile)
-
-
-def test_fused_augmentation_is_identity_without_ranges_and_mirrors_when_it_flips():
-    images = np.random.default_rng(0).uniform(0, 255, size=(6, 8, 6, 3)).astype(np.float32)
-
-    def augmented(**ranges):
-        layer = throughput.FusedAugmentation(seed=0, **ranges)
-        return keras.ops.convert_to_numpy(layer(images, training=True))
-
-    inference = throughput.FusedAugmentation(seed=0)(images)  # training=False: untouched
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(inference), images)
-    still = {"shift": 0.0, "rotation_degrees": 0.0, "zoom": (1.0, 1.0)}
-    np.testing.assert_allclose(augmented(flip=False, **still), images, atol=1e-3)
-    flipped = augmented(flip=True, **still)
-    for image, result in zip(images, flipped, strict=True):
-        assert np.allclose(result, image, atol=1e-3) or np.allclose(
-            result, image[:, ::-1], atol=1e-3
-        )
-    full = augmented()  # bilinear samples: convex combinations of the input's pixels
-    assert full.shape == images.shape and full.dtype == np.float32
-    assert full.min() >= images.min() - 1e-3 and full.max() <= images.max() + 1e-3
-    assert not np.allclose(full, images)
-
-
-def test_shift_only_fused_augmentation_moves_each_image_by_at_most_a_fifth_of_its_height():
-    ramp = np.broadcast_to(np.arange(10, dtype=np.float32)[None, :, None, None], (64, 10, 5, 3))
-    layer = throughput.FusedAugmentation(
-        shift=0.2, rotation_degrees=0.0, zoom=(1.0, 1.0), flip=False, seed=1
-    )
-    shifted = keras.ops.convert_to_numpy(layer(ramp, training=True))
-    offsets = shifted[:, 5, 2, 0] - ramp[:, 5, 2, 0]  # the row index moved by the vertical shift
-    assert np.all(np.abs(offsets) <= 0.2 * 10 + 1e-4)
-    assert offsets.std() > 0  # a different shift per image

@@ -4,7 +4,7 @@ Every batch is a pure function of ``(seed, epoch, batch index)``: it is drawn wi
 ``np.random.default_rng([seed, epoch, index])``. Reading a batch twice, from any worker thread or
 process, or after resuming at an epoch with ``set_epoch``, gives the same batch.
 
-Both datasets read rows of an in-memory image array ``uint8 (N, H, W, 3)`` (a memory-mapped
+The datasets read rows of an in-memory image array ``uint8 (N, H, W, 3)`` (a memory-mapped
 ``.npy`` works) and return float32 pixels in [0, 255]; models do their own preprocessing. Junk
 (-1) and distractor (0) identities are not training identities: the caller filters them out, and
 the datasets raise ``ValueError`` if any are present.
@@ -378,6 +378,50 @@ class PKDataset(_EpochDataset):
     def __getitem__(self, index: int):
         rows = self.batch_indices(index)
         return self.images[rows].astype(np.float32), self.person_ids[rows].astype(np.int32)
+
+
+class DeviceTripletDataset(Batches):
+    """The batches of a `TripletDataset` (same seed, same rows) gathered from images on the device.
+
+    ``device_images`` is the dataset's uint8 image array after ``keras.ops.convert_to_tensor``
+    (made from ``triplets.images`` when not given), so it is uploaded once; per step only the
+    ``(B, 3)`` rows of ``TripletDataset.triplet_indices`` cross from the host, one
+    ``keras.ops.take`` gathers the 3B images and casts them to float32 pixels on the device.
+    Batches, ``set_epoch`` and ``on_epoch_end`` are those of ``triplets``. (Under TensorFlow
+    Keras' PyDataset adapter still routes batches through tf.data on the host.)
+    """
+
+    def __init__(self, triplets: TripletDataset, device_images=None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(triplets, TripletDataset):
+            raise ValueError(f"triplets must be a TripletDataset, got {type(triplets).__name__}.")
+        if device_images is None:
+            device_images = keras.ops.convert_to_tensor(triplets.images)
+        if tuple(device_images.shape) != tuple(triplets.images.shape):
+            raise ValueError(
+                f"device_images has shape {tuple(device_images.shape)}, the triplets' images "
+                f"{tuple(triplets.images.shape)}."
+            )
+        self.triplets = triplets
+        self.device_images = device_images
+        self.targets = keras.ops.zeros((triplets.batch_size,), dtype="float32")
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the following batches those of ``epoch`` (see `TripletDataset.set_epoch`)."""
+        self.triplets.set_epoch(epoch)
+
+    def on_epoch_end(self) -> None:
+        self.triplets.on_epoch_end()
+
+    def __getitem__(self, index: int):
+        rows = self.triplets.triplet_indices(index)  # (B, 3): anchor, positive, negative
+        order = keras.ops.convert_to_tensor(rows.T.reshape(-1), dtype="int32")
+        batch = keras.ops.cast(keras.ops.take(self.device_images, order, axis=0), "float32")
+        anchor, positive, negative = keras.ops.split(batch, 3, axis=0)
+        return (anchor, positive, negative), self.targets
 
 
 def classify_triplets(d_ap, d_an, margin: float) -> np.ndarray:
