@@ -160,11 +160,17 @@ class RunMetrics:
         return path
 
     def trained_beats_untrained(self, ratio: float = 1.0) -> bool:
-        """The recorded "it learns" check: trained test mAP > `ratio` x the untrained one."""
-        return self.trained["mAP"] > ratio * self.untrained["mAP"]
+        """`trained_beats_untrained` of this run."""
+        return trained_beats_untrained(self.to_dict(), ratio)
 
 
 OPTIONAL_METRICS = ("pretrained", "pretraining")
+
+
+def trained_beats_untrained(metrics: dict[str, Any], ratio: float = 1.0) -> bool:
+    """The recorded "it learns" check of a metrics.json: trained test mAP > `ratio` x the
+    untrained (random-weights) one."""
+    return metrics["trained"]["mAP"] > ratio * metrics["untrained"]["mAP"]
 
 
 # --- the trained embedder and its embeddings ----------------------------------------------------

@@ -121,12 +121,12 @@ class Workspace:
 
     def learning_report(self, rows: list[str] | tuple[str, ...], ratio: float = 1.0) -> str:
         """The recorded "it learns" check, one line per row: does the trained test mAP beat
-        `ratio` x the untrained (random-weights) one? (`runs.RunMetrics.trained_beats_untrained`)"""
-        from tripletlib.runs import RunMetrics
+        `ratio` x the untrained (random-weights) one? (`runs.trained_beats_untrained`)"""
+        from tripletlib.runs import trained_beats_untrained
 
         lines = []
         for row in rows:
-            beats = RunMetrics.from_dict(self.run_metrics(row)).trained_beats_untrained(ratio)
+            beats = trained_beats_untrained(self.run_metrics(row), ratio)
             times = "" if ratio == 1.0 else f" x {ratio}"
             lines.append(f"{row}: trained mAP beats untrained mAP{times}: {beats}")
         return "\n".join(lines)
