@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROFILE ?= cpu
 RESULTS ?= results
 
-.PHONY: book test lint clean-results
+.PHONY: book lab test lint notebook-outputs clean-results
 
 $(BIN)/tripletlib: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(BIN)/tripletlib: pyproject.toml
 ## The main job: the whole book on the default (cpu) profile, results under results/.
 book: $(BIN)/tripletlib
 	$(BIN)/tripletlib book --profile $(PROFILE) --out $(RESULTS)
+
+## Open the book in JupyterLab (jupyterlab comes with the `book` extra); notebooks run from book/.
+lab: $(BIN)/tripletlib
+	$(BIN)/jupyter lab --notebook-dir=book
 
 ## The tests: unit tests, both backends, the notebooks (nbval) and the ci-profile book batch.
 test: $(BIN)/tripletlib

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tripletlib import baseline, config, synthetic, training
+from tripletlib import baseline, config, data, synthetic
 
 VARIATIONS: tuple[dict[str, Any], ...] = (
     {},
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
             root, train_ids=profile.synthetic_train_ids, test_ids=profile.synthetic_test_ids,
             seed=profile.synthetic_seed + args.seed, progress=False,
         )  # fmt: skip
-        datasets[name] = training.load_splits(root, profile, cache_dir=None)
+        datasets[name] = data.load_splits(root, profile.image_height, profile.image_width)
 
     print("Training split, leave-one-out (Market protocol): Rank-1 / mAP in %")
     print("| change from the defaults | " + " | ".join(datasets) + " | summed mAP |")

@@ -33,7 +33,7 @@ from tripletlib.quiet import import_keras_quietly  # noqa: E402
 
 keras = import_keras_quietly()
 
-from tripletlib import augment, config, pretraining, sampling, synthetic, training  # noqa: E402
+from tripletlib import augment, config, data, models, pretraining, sampling, synthetic  # noqa: E402
 
 
 class TrainEndClock(keras.callbacks.Callback):
@@ -63,13 +63,15 @@ def one_fit(args) -> dict:
     profile = config.resolve_profile("ci")
     steps = args.steps or profile.pretrain_steps
     data_root = Path(args.out) / "data-ci"
-    train = training.load_splits(data_root, profile, Path(args.out) / ".cache", False)["train"]
+    train = data.load_splits(
+        data_root, profile.image_height, profile.image_width, Path(args.out) / ".cache"
+    )["train"]
     clock = TrainEndClock()
     keras.Model.fit = timed_fit(clock)
     workers = args.workers[0]
     sampling.LOADER_WORKERS = workers  # read by every dataset of the library when it is built
     keras.utils.set_random_seed(0)
-    embedder = training.build_row_embedder(args.backbone, profile.replace(freeze_layers=0))
+    embedder = models.build_embedder(args.backbone, **profile.embedder_options(freeze_layers=0))
     started = time.perf_counter()
     record = pretraining.pretrain_by_identity(
         embedder, train.images, train.person_ids, steps=steps,

@@ -14,9 +14,12 @@ test mAP and the per-epoch losses. Switches change one thing at a time:
 - `--zero-init-residual`: set the last BatchNorm scale of every ResNet-50 residual block to 0
   (Goyal et al. 2017), so that a from-scratch network starts as a shallow one.
 
-Every record carries `phase_seconds`: the wall seconds spent in the warm start, the evaluations
-(untrained, after the warm start, trained), the triplet fits (Keras `fit` with its validation and
-checkpoint callbacks, including the first step's tracing), mining and the checkpoints alone.
+Every record carries `phase_seconds` (`RunResult.phase_seconds`, kept by the trainer): the wall
+seconds spent in the warm start, the evaluations (untrained, after the warm start, trained), the
+triplet fits (Keras `fit` with its validation and checkpoint callbacks, including the first step's
+tracing), mining and the checkpoints alone. The switches pass objects to `training.train_row`
+(`build_triplet_model`, `build_embedder`); nothing in the library is patched but the camera styles
+of the synthetic generator.
 
 The identity-classification warm start (`tripletlib.pretraining`) is a profile field:
 `--set pretrain_steps=0` turns it off, and the record shows "pretrained" (after it) beside
@@ -33,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import os
 import sys
@@ -118,44 +120,14 @@ def one_batch_triplet_model(embedder, augmentation=None, name="triplet_model"):
     return keras.Model(inputs, SplitThree(dtype="float32")(embedder(images)), name=name)
 
 
-def clock_phases(targets: dict[str, tuple[object, str]], seconds: dict[str, float]) -> None:
-    """Wrap each `(owner, attribute)` of `targets` so that its calls add their wall seconds to
-    `seconds[phase]` (the process's own copy of the library is patched, as the switches are)."""
-
-    def wrap(phase, function):
-        @functools.wraps(function)
-        def timed(*args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - started
-
-        return timed
-
-    for phase, (owner, attribute) in targets.items():
-        setattr(owner, attribute, wrap(phase, getattr(owner, attribute)))
-
-
-PHASES = {
-    "warm start": (training, "pretrained_weights"),
-    "evaluations": (training._Trainer, "evaluate"),
-    "triplet fits": (training._Trainer, "_fit"),
-    "mining": (training._Trainer, "_hard_negatives"),
-    "checkpoints": (training._Trainer, "save"),
-}
-
-
-def zero_init_residual_embedder(build):
-    def wrapped(backbone, profile, weights="profile"):
-        embedder = build(backbone, profile, weights)
-        if backbone == "resnet50":
-            for layer in models.get_backbone(embedder).layers:
-                if layer.name.endswith("_3_bn"):
-                    layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
-        return embedder
-
-    return wrapped
+def zero_init_residual_embedder(backbone, **options):
+    """`models.build_embedder`, then the last BatchNorm scale of every residual block set to 0."""
+    embedder = models.build_embedder(backbone, **options)
+    if backbone == "resnet50":
+        for layer in models.get_backbone(embedder).layers:
+            if layer.name.endswith("_3_bn"):
+                layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
+    return embedder
 
 
 def main() -> None:
@@ -178,10 +150,11 @@ def main() -> None:
             f"profile {profile.name!r} needs Market-1501; the probe uses synthetic data"
         )
     soften_cameras(args.camera_effects)
+    swaps = {}
     if args.one_batch:
-        models.build_triplet_model = one_batch_triplet_model
+        swaps["build_triplet_model"] = one_batch_triplet_model
     if args.zero_init_residual:
-        training.build_row_embedder = zero_init_residual_embedder(training.build_row_embedder)
+        swaps["build_embedder"] = zero_init_residual_embedder
 
     out = Path(args.out)
     data_root = out / f"data-{profile.name}-{args.camera_effects}"
@@ -193,14 +166,11 @@ def main() -> None:
         progress=False,
     )
     backbone, loss, mining = config.THESIS_ROWS[args.row]
-    phase_seconds: dict[str, float] = {}
-    clock_phases(PHASES, phase_seconds)
     for seed in args.seeds:
-        phase_seconds.clear()
         started = time.perf_counter()
         result = training.train_row(
             backbone, loss, mining, profile, data_root, out / f"run-seed{seed}",
-            seed=seed, resume=False, progress=False, cache_dir=out / ".cache",
+            seed=seed, resume=False, progress=False, cache_dir=out / ".cache", **swaps,
         )  # fmt: skip
         history = result.history()
         record = {
@@ -217,7 +187,7 @@ def main() -> None:
             "loss": [round(v, 4) for v in history["loss"]],
             "val_loss": [round(v, 4) for v in history["val_loss"]],
             "seconds": round(time.perf_counter() - started),
-            "phase_seconds": {k: round(v, 1) for k, v in phase_seconds.items()},
+            "phase_seconds": {k: round(v, 1) for k, v in result.phase_seconds.items()},
         }  # fmt: skip
         if args.json:
             print(json.dumps(record), flush=True)

@@ -54,3 +54,22 @@ def test_dataset_kind_follows_the_marker(tmp_path):
     assert config.dataset_kind(tmp_path) == "market1501"
     (tmp_path / config.SYNTHETIC_MARKER).write_text("{}")
     assert config.dataset_kind(tmp_path) == "synthetic"
+
+
+def test_embedder_options_are_the_arguments_of_build_embedder():
+    import inspect
+
+    from tripletlib import models
+
+    ci = config.resolve_profile("ci")
+    options = ci.embedder_options(weights=None)
+    assert options == {"input_shape": (64, 32, 3), "weights": None, "freeze_layers": 10,
+                       "batchnorm_momentum": 0.9}  # fmt: skip
+    assert set(options) <= set(inspect.signature(models.build_embedder).parameters)
+    with pytest.raises(ValueError, match="unknown embedder option"):
+        ci.embedder_options(dropout=0.5)
+
+
+def test_derived_seeds_are_fixed_per_stream():
+    assert config.derived_seed(0, config.VALIDATION_STREAM) == config.derived_seed(0, 1)
+    assert config.derived_seed(0, 1) != config.derived_seed(0, 2) != config.derived_seed(1, 2)

@@ -286,3 +286,23 @@ def test_ranked_matches_pads_short_lists():
     indices, matches = ranked_matches(np.array([[0.5, 0.1]]), [2], [5, 2], [1], [2, 3], k=4)
     assert indices.tolist() == [[1, 0, -1, -1]]
     assert matches.tolist() == [[True, False, False, False]]
+
+
+def test_evaluate_embeddings_is_evaluate_on_squared_distances():
+    from types import SimpleNamespace
+
+    from tripletlib.evaluation import evaluate_embeddings
+    from tripletlib.retrieval import squared_distances
+
+    rng = np.random.default_rng(0)
+    query_embeddings, gallery_embeddings = rng.normal(size=(6, 4)), rng.normal(size=(12, 4))
+    query = SimpleNamespace(person_ids=np.arange(6) % 3 + 1, camera_ids=np.full(6, 1))
+    gallery = SimpleNamespace(person_ids=np.arange(12) % 4 + 1, camera_ids=np.full(12, 2))
+    result = evaluate_embeddings(query_embeddings, gallery_embeddings, query, gallery)
+    expected = evaluate(
+        squared_distances(query_embeddings, gallery_embeddings), query.person_ids,
+        gallery.person_ids, query.camera_ids, gallery.camera_ids,
+    )  # fmt: skip
+    assert result.mAP == expected.mAP and np.array_equal(result.cmc, expected.cmc)
+    with pytest.raises(ValueError, match="search"):
+        evaluate_embeddings(query_embeddings, gallery_embeddings, query, gallery, search="fast")

@@ -1,8 +1,8 @@
 """benchmarks/learning_probe.py: its switches do what the documentation table says they do.
 
 The training runs themselves take minutes and live in the benchmark; these tests check the parts
-that decide what a documented number means: typed overrides, the camera patches and the
-one-batch triplet model.
+that decide what a documented number means: typed overrides, the camera patches, the one-batch
+triplet model and the zero-init embedder that the probe passes to `train_row`.
 """
 
 from __future__ import annotations
@@ -81,27 +81,13 @@ def test_one_batch_model_returns_each_branch_in_its_place(probe):
         np.testing.assert_allclose(stacked[:, index], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_phase_clock_adds_the_seconds_of_every_call(probe):
-    class Work:
-        def step(self, value):
-            import time
+def test_zero_init_residual_embedder_takes_the_library_options(probe):
+    """The switch is an embedder builder that `train_row(build_embedder=...)` accepts."""
+    from tripletlib import models
 
-            time.sleep(0.01)
-            return value * 2
-
-        def fail(self):
-            raise RuntimeError("stopped")
-
-    seconds = {}
-    probe.clock_phases({"steps": (Work, "step"), "failures": (Work, "fail")}, seconds)
-    work = Work()
-    assert work.step(3) == 6 and work.step(4) == 8
-    assert seconds["steps"] >= 0.02 and "failures" not in seconds
-    with pytest.raises(RuntimeError, match="stopped"):
-        work.fail()
-    assert seconds["failures"] >= 0.0
-
-
-def test_every_phase_names_a_library_function(probe):
-    for owner, attribute in probe.PHASES.values():
-        assert callable(getattr(owner, attribute))
+    options = config.resolve_profile("ci").embedder_options(input_shape=(32, 32, 3))
+    embedder = probe.zero_init_residual_embedder("resnet50", **options)
+    gammas = [
+        layer.gamma for layer in models.get_backbone(embedder).layers if layer.name.endswith("_3_bn")
+    ]
+    assert len(gammas) == 16 and all(not np.any(np.asarray(gamma)) for gamma in gammas)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tripletlib import pretraining
-from tripletlib.pretraining import IdentityBatches, pretrain_by_identity
+from tripletlib.pretraining import pretrain_by_identity
+from tripletlib.sampling import IdentityBatches
 
 
 def coloured_people(identities: int = 4, per_identity: int = 6, seed: int = 0):

@@ -6,15 +6,15 @@ import keras
 import numpy as np
 import pytest
 
-from tripletlib.pretraining import IdentityBatches
 from tripletlib.sampling import (
     LOADER_WORKERS,
     DeviceTripletDataset,
+    FixedEpoch,
+    IdentityBatches,
     PKDataset,
     TripletDataset,
     classify_triplets,
 )
-from tripletlib.training import _FixedEpoch
 
 # Identities 1-5: 6 images each over cameras 1, 2, 3 (two per camera).
 # Identity 6: 3 images, all from camera 4 (single-camera rule).
@@ -259,7 +259,7 @@ def test_keras_reads_the_datasets_with_worker_threads_and_no_tf_data_autotuning(
         "TripletDataset": make_triplets(batch_size=8),
         "PKDataset": PKDataset(images, PERSON_IDS, p=2, k=2, steps_per_epoch=3),
         "IdentityBatches": IdentityBatches(images, PERSON_IDS, batch_size=4, steps=3, seed=0),
-        "validation batches": _FixedEpoch(make_triplets(batch_size=8)),
+        "validation batches": FixedEpoch(make_triplets(batch_size=8)),
     }
     assert LOADER_WORKERS > 1
     for name, dataset in datasets.items():
@@ -327,8 +327,16 @@ def test_classify_triplets_hand_values():
     d_ap = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.0])
     d_an = np.array([2.0, 1.25, 0.75, 1.0, 1.5, 0.0])
     labels = classify_triplets(d_ap, d_an, margin=0.5)
-    assert labels.tolist() == ["easy", "semi-hard", "hard", "semi-hard", "easy", "semi-hard"]
+    # Section 3.2.3: semi-hard is strictly d(a,p) < d(a,n) < d(a,p) + margin; a tie d(a,n) = d(a,p)
+    # is hard, d(a,n) = d(a,p) + margin easy (zero loss).
+    assert labels.tolist() == ["easy", "semi-hard", "hard", "hard", "easy", "hard"]
     assert classify_triplets(1.0, [0.5, 3.0], margin=0.5).tolist() == ["hard", "easy"]
+
+
+def test_one_triplet_difficulty_rule_for_figures_and_counts():
+    # d(a,p) = 1.0, margin 0.2: d(a,n) >= 1.2 easy, 1.0 < d(a,n) < 1.2 semi-hard, <= 1.0 hard
+    labels = classify_triplets([1.0] * 5, [2.4, 1.2, 1.1, 1.0, 0.5], margin=0.2)
+    assert labels.tolist() == ["easy", "easy", "semi-hard", "hard", "hard"]
 
 
 def test_classify_triplets_rejects_bad_input():

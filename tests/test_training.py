@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tripletlib import config, data, training
+from tripletlib import config, data, models, pretraining, runs, training
+from tripletlib.runs import HISTORY_COLUMNS, METRIC_KEYS
 from tripletlib.synthetic import generate_synthetic_market
 from tripletlib.training import (
-    HISTORY_COLUMNS,
-    METRIC_KEYS,
     learning_rate_at,
     split_validation_identities,
     total_epochs,
@@ -64,6 +63,10 @@ def online_run(tiny_market, runs_dir) -> training.RunResult:
     return train_row(
         "resnet50", "batch-all", "online", PROFILE, tiny_market, runs_dir / "online", progress=False
     )
+
+
+def load_splits(data_root: Path, cache_dir: Path) -> dict[str, data.Split]:
+    return data.load_splits(data_root, PROFILE.image_height, PROFILE.image_width, cache_dir)
 
 
 def check_metrics_schema(metrics: dict, row: str, data_root: Path) -> None:
@@ -155,7 +158,7 @@ def test_finished_run_is_returned_without_training(offline_run, tiny_market, mon
     def no_training(*args, **kwargs):
         raise AssertionError("train_row rebuilt a model for a finished run")
 
-    monkeypatch.setattr(training, "_Trainer", no_training)
+    monkeypatch.setattr(training, "Trainer", no_training)
     metrics_file = offline_run.out_dir / "metrics.json"
     modified = metrics_file.stat().st_mtime_ns
     again = train_row(
@@ -173,7 +176,7 @@ def test_a_different_config_is_refused_unless_overwritten(offline_run, tiny_mark
     def stop(*args, **kwargs):
         raise Stop
 
-    monkeypatch.setattr(training, "_Trainer", stop)
+    monkeypatch.setattr(training, "Trainer", stop)
     out = tmp_path / "copy"
     shutil.copytree(offline_run.out_dir, out)
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
@@ -349,8 +352,6 @@ def test_cached_embeddings_are_computed_once_per_weights_and_images(offline_run,
                                                                      monkeypatch):
     """The notebooks' embedding cache: same weights and images -> read back, anything else ->
     recomputed, never a stale file."""
-    from tripletlib import models, runs
-
     run_dir = tmp_path / "run"
     shutil.copytree(offline_run.out_dir, run_dir)
     rng = np.random.default_rng(0)
@@ -389,9 +390,7 @@ def test_the_run_stores_its_test_embeddings_for_the_notebooks(offline_run, tiny_
                                                                monkeypatch):
     """train_row leaves the query/gallery embeddings under the key the notebooks compute, so
     that `cached_embeddings` finds them without rebuilding the embedder."""
-    from tripletlib import models, runs
-
-    splits = training.load_splits(tiny_market, PROFILE, offline_run.out_dir.parent / ".cache")
+    splits = load_splits(tiny_market, offline_run.out_dir.parent / ".cache")
     test = {name: splits[name].images for name in ("query", "gallery")}
     monkeypatch.setattr(runs, "load_embedder", lambda path: pytest.fail("recomputed"))
     stored = runs.cached_embeddings(offline_run.out_dir, test)
@@ -406,25 +405,25 @@ def test_the_run_stores_its_test_embeddings_for_the_notebooks(offline_run, tiny_
 
 def test_pretraining_is_recorded_and_cached_per_backbone(offline_run, tiny_market, runs_dir):
     """The warm start runs once per backbone and seed; a second call reuses the weights file."""
-    pretraining = offline_run.metrics["pretraining"]
-    assert pretraining["steps"] == 2 and pretraining["batch_size"] == 8
-    assert pretraining["learning_rate"] == PROFILE.mildnet_pretrain_learning_rate
-    assert not pretraining["cached"] and pretraining["identities"] >= 2
+    record_of_run = offline_run.metrics["pretraining"]
+    assert record_of_run["steps"] == 2 and record_of_run["batch_size"] == 8
+    assert record_of_run["learning_rate"] == PROFILE.mildnet_pretrain_learning_rate
+    assert not record_of_run["cached"] and record_of_run["identities"] >= 2
     cached = sorted((runs_dir / ".cache" / "pretrained").glob("mildnet-*.weights.h5"))
     assert len(cached) == 1
-    splits = training.load_splits(tiny_market, PROFILE, runs_dir / ".cache")
+    splits = load_splits(tiny_market, runs_dir / ".cache")
     train = splits["train"]
     held_out = split_validation_identities(train.person_ids, 0.1, seed=0)
     train = train.subset(np.flatnonzero(~np.isin(train.person_ids, held_out)))
-    path, record = training.pretrained_weights(
+    path, record = pretraining.pretrained_weights(
         "mildnet", PROFILE, train, 0, runs_dir / ".cache" / "pretrained"
     )
     assert path == cached[0] and record["cached"]
     assert {k: v for k, v in record.items() if k != "cached"} == {
-        k: v for k, v in pretraining.items() if k != "cached"
+        k: v for k, v in record_of_run.items() if k != "cached"
     }
     # Another seed is another warm start.
-    other, other_record = training.pretrained_weights(
+    other, other_record = pretraining.pretrained_weights(
         "mildnet", PROFILE, train, 1, runs_dir / ".cache" / "pretrained"
     )
     assert other != path and not other_record["cached"]
@@ -444,9 +443,9 @@ def test_rows_of_a_backbone_share_their_untrained_and_pretrained_evaluations(
     """Same seed, same random embedder, same warm start: the second row reads both evaluations
     from the cache instead of embedding the test images again; other weights are recomputed."""
     calls = []
-    original = training.evaluate_embedder
+    original = runs.evaluate_embedder
     monkeypatch.setattr(
-        training, "evaluate_embedder", lambda *a, **k: calls.append(1) or original(*a, **k)
+        runs, "evaluate_embedder", lambda *a, **k: calls.append(1) or original(*a, **k)
     )
     lossless = train_row("mildnet", "lossless", "offline", PROFILE, tiny_market,
                          runs_dir / "lossless", progress=False)  # fmt: skip
@@ -456,17 +455,52 @@ def test_rows_of_a_backbone_share_their_untrained_and_pretrained_evaluations(
     assert lossless.metrics["trained"] != offline_run.metrics["trained"]
 
     cache = runs_dir / ".cache" / "evaluations"
-    splits = training.load_splits(tiny_market, PROFILE, runs_dir / ".cache")
+    splits = load_splits(tiny_market, runs_dir / ".cache")
     query, gallery = splits["query"], splits["gallery"]
     keras.utils.set_random_seed(123)  # not the rows' seed: weights no row had
-    embedder = training.build_row_embedder("mildnet", PROFILE, weights=None)
-    first = training.cached_evaluation(embedder, query, gallery, cache)
+    embedder = models.build_embedder("mildnet", **PROFILE.embedder_options(weights=None))
+    first = runs.cached_evaluation(embedder, query, gallery, cache)
     assert len(calls) == 1 and set(first) == set(METRIC_KEYS)
-    assert training.cached_evaluation(embedder, query, gallery, cache) == first
+    assert runs.cached_evaluation(embedder, query, gallery, cache) == first
     assert len(calls) == 1
     reordered = query.subset(np.arange(len(query.person_ids))[::-1])  # other images: another key
-    training.cached_evaluation(embedder, reordered, gallery, cache)
+    runs.cached_evaluation(embedder, reordered, gallery, cache)
     assert len(calls) == 2
     embedder.set_weights([w + 0.01 for w in embedder.get_weights()])
-    training.cached_evaluation(embedder, query, gallery, cache)
+    runs.cached_evaluation(embedder, query, gallery, cache)
     assert len(calls) == 3
+
+
+def test_metrics_json_is_the_run_metrics_dataclass(offline_run):
+    metrics = runs.RunMetrics.read(offline_run.out_dir)
+    assert metrics.to_dict() == offline_run.metrics
+    assert metrics.trained_beats_untrained(ratio=0.0) is True
+    assert "pretrained" not in runs.RunMetrics(**{
+        **offline_run.metrics, "pretrained": None, "pretraining": None
+    }).to_dict()  # fmt: skip
+
+
+def test_a_notebook_swaps_the_embedder_loss_and_augmentation(tiny_market, tmp_path):
+    """The objects a notebook or probe passes are the ones trained: no private method patched."""
+    built, losses_called = [], []
+
+    def build_embedder(backbone, **options):
+        built.append(options)
+        return models.build_embedder(backbone, **options)
+
+    class CountingLoss(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            losses_called.append(1)
+            return keras.ops.mean(keras.ops.square(y_pred[:, 0] - y_pred[:, 1]), axis=-1)
+
+    augmentation = keras.layers.Identity(name="no_augmentation")
+    profile = PROFILE.replace(offline_iterations=1, pretrain_steps=0)
+    run = train_row(
+        "mildnet", "triplet", "offline", profile, tiny_market, tmp_path / "run", progress=False,
+        build_embedder=build_embedder, loss_function=CountingLoss(), augmentation=augmentation,
+    )  # fmt: skip
+    assert run.finished and built == [profile.embedder_options()] and losses_called
+    run_config = json.loads((run.out_dir / "config.json").read_text())
+    assert run_config["swapped"] == ["augmentation", "build_embedder", "loss_function"]
+    assert {"evaluations", "triplet fits", "checkpoints"} <= set(run.phase_seconds)
+    assert all(seconds >= 0 for seconds in run.phase_seconds.values())

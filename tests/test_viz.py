@@ -88,14 +88,6 @@ def test_sample_images_grid_has_one_axes_per_image_with_titles():
         viz.plot_sample_images(images, columns=0)
 
 
-def test_triplet_difficulty_follows_section_3_2_3():
-    # d(a,p) = 1.0, margin 0.2: d(a,n) >= 1.2 easy, 1.0 < d(a,n) < 1.2 semi-hard, <= 1.0 hard
-    labels = viz.triplet_difficulty([1.0] * 5, [2.4, 1.2, 1.1, 1.0, 0.5], margin=0.2)
-    assert labels == ["easy", "easy", "semi-hard", "hard", "hard"]
-    with pytest.raises(ValueError, match="same length"):
-        viz.triplet_difficulty([1.0, 2.0], [1.0], margin=0.2)
-
-
 def test_triplets_figure_has_three_columns_and_captions():
     anchor, positive, negative = tiny_images(3, 1), tiny_images(3, 2), tiny_images(3, 3)
     figure = viz.plot_triplets(

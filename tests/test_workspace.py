@@ -34,3 +34,13 @@ def test_results_table_shows_the_warm_start_only_where_there_is_one(tmp_path):
 def test_results_table_names_a_row_that_was_not_trained(tmp_path):
     with pytest.raises(FileNotFoundError, match="train the row 'missing'"):
         Workspace("ci", output_dir=tmp_path).results_table(["missing"])
+
+
+def test_learning_report_is_the_recorded_it_learns_check(tmp_path):
+    workspace = Workspace("ci", output_dir=tmp_path)
+    write_metrics(workspace, "a", untrained=(0.01, 0.02), trained=(0.2, 0.1))
+    write_metrics(workspace, "b", untrained=(0.01, 0.05), trained=(0.02, 0.04))
+    assert workspace.learning_report(["a", "b"]) == (
+        "a: trained mAP beats untrained mAP: True\nb: trained mAP beats untrained mAP: False"
+    )
+    assert workspace.learning_report(["a"], ratio=10.0).endswith("x 10.0: False")

@@ -150,7 +150,7 @@ def evaluate_baseline(
     """Rank-1, Rank-5, mAP, CMC and the number of valid queries of the descriptor (Section 4.1).
 
     `query` and `gallery` are each a ``(images, person_ids, camera_ids)`` tuple or an object with
-    those attributes (such as a `training.Split`). Same keys as a trained row's metrics: squared
+    those attributes (such as a `data.Split`). Same keys as a trained row's metrics: squared
     Euclidean distances (`retrieval.squared_distances`) ranked by `evaluation.evaluate`.
     """
     parts = [_split_parts(split, name) for split, name in ((query, "query"), (gallery, "gallery"))]

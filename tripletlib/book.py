@@ -3,7 +3,8 @@
 `tripletlib book --profile cpu --out results/` is the README's main command. Each notebook gets the
 same parameters (PROFILE, DATA_ROOT, OUTPUT_DIR, SEED); trained models are shared between notebooks
 through OUTPUT_DIR/runs/<row>/ (training returns a finished run instead of training it twice).
-Layout of OUTPUT_DIR: notebooks/ (executed copies), tables/, figures/, runs/, records/, data/.
+Layout of OUTPUT_DIR: notebooks/ (executed copies), tables/, figures/, runs/, records/, data/ and
+.cache/ (the one cache of a book run: decoded images, warm starts, untrained evaluations).
 """
 
 from __future__ import annotations

@@ -4,10 +4,15 @@ The `thesis` profile keeps the thesis' values: 256x128 inputs, ImageNet weights,
 half-way through (every 50 of 100 epochs), 32 triplets per batch offline, P = K = 8 online, the first
 10 layers frozen, 30 % hard triplets in the second offline iteration.
 
-The `ci` and `cpu` profiles train from scratch on the synthetic Market-shaped dataset on two CPU
-cores. Without ImageNet weights the thesis' learning rate barely moves a ResNet-50 in a few hundred
-steps, so they use 1e-3 and BatchNorm momentum 0.9 (measured: docs/benchmarks.md), 64x32 inputs and
-fewer, shorter epochs. Their numbers are about the method on synthetic data, never Market-1501's.
+The `ci` and `cpu` profiles start without ImageNet weights on the synthetic Market-shaped dataset,
+on two CPU cores. They first give the backbone a warm start (`pretrain_steps` of identity
+classification at Adam 1e-3 for ResNet-50, 1e-4 for VGG16; `tripletlib.pretraining`) and then
+fine-tune it as the thesis does, with the triplet loss at its learning rate of 1e-4; BatchNorm
+momentum 0.9, 64x32 inputs and fewer, shorter epochs (measured: docs/benchmarks.md). Their numbers
+are about the method on synthetic data, never Market-1501's.
+
+`derived_seed(seed, stream)` gives the independent random streams of a run (validation split,
+augmentation, warm start, the sampler of each training iteration).
 """
 
 from __future__ import annotations
@@ -18,6 +23,16 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+# Independent random streams derived from a run's seed; iteration i uses ITERATION_STREAM + i.
+VALIDATION_STREAM, AUGMENTATION_STREAM, PRETRAINING_STREAM, ITERATION_STREAM = 1, 2, 3, 10
+
+
+def derived_seed(seed: int, stream: int) -> int:
+    """The seed of one random stream of a run (validation split, augmentation, a sampler)."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0] % (2**31 - 1))
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,20 @@ class Profile:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.image_height, self.image_width, 3)
+
+    def embedder_options(self, **changes: Any) -> dict[str, Any]:
+        """The arguments of `models.build_embedder` this profile sets (input shape, weights,
+        frozen layers, BatchNorm momentum), with `changes` (e.g. `weights=None`) applied."""
+        options = {
+            "input_shape": self.input_shape,
+            "weights": self.weights,
+            "freeze_layers": self.freeze_layers,
+            "batchnorm_momentum": self.batchnorm_momentum,
+        }
+        unknown = sorted(set(changes) - set(options))
+        if unknown:
+            raise ValueError(f"unknown embedder option(s) {unknown}; known: {sorted(options)}")
+        return {**options, **changes}
 
     def pretrain_learning_rate_of(self, backbone: str) -> float:
         """Adam's learning rate for `backbone`'s identity-classification warm start."""

@@ -4,7 +4,8 @@ A Market-1501 image is named ``0001_c1s1_001051_00.jpg``: person id (four digits
 distractor and ``-1`` a junk detection), camera ``c1``..``c6``, sequence ``s1``.., six-digit frame
 number and two-digit bounding-box index. `load_market1501` reads the three split folders into one
 `pandas.DataFrame` (one row per image) and reports every problem it finds in a single
-`MarketFormatError`.
+`MarketFormatError`. `load_splits` adds the decoded images: one `Split` per split, the one split
+type that training, evaluation and the notebooks share.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from tripletlib import images
 from tripletlib.config import SYNTHETIC_MARKER
 from tripletlib.files import atomic_path
 
@@ -378,3 +381,50 @@ def identities_per_camera(metadata: pd.DataFrame) -> pd.DataFrame:
     }
     counts["all"] = people.groupby("camera_id")["person_id"].nunique()
     return pd.DataFrame(counts).reindex(cameras, fill_value=0).fillna(0).astype("int64")
+
+
+@dataclass
+class Split:
+    """One split: images `(N, H, W, 3)` uint8 with their person and camera ids (int64) and, when
+    loaded by `load_splits`, the metadata rows they came from (same order)."""
+
+    images: np.ndarray
+    person_ids: np.ndarray
+    camera_ids: np.ndarray
+    metadata: pd.DataFrame | None = None
+
+    def subset(self, rows: np.ndarray) -> Split:
+        metadata = None if self.metadata is None else self.metadata.iloc[rows].reset_index(drop=True)
+        return Split(self.images[rows], self.person_ids[rows], self.camera_ids[rows], metadata)
+
+
+def load_splits(
+    data_root: str | Path,
+    height: int,
+    width: int,
+    cache_dir: str | Path | None = None,
+    splits: Sequence[str] = DEFAULT_SPLITS,
+    metadata: pd.DataFrame | None = None,
+    progress: bool = False,
+) -> dict[str, Split]:
+    """The `splits` of a Market-1501 folder with their images decoded at `height` x `width`.
+
+    "train" drops junk (-1) and distractor (0000) images, which have no identity to learn;
+    "gallery" and "query" keep every image (the evaluation protocol needs them, Section 4.1).
+    Images are decoded once into `cache_dir` (`images.load_image_array`). `metadata`, from an
+    earlier `load_market1501(data_root)`, saves reading the folders again.
+    """
+    if metadata is None:
+        metadata = load_market1501(data_root, splits=tuple(splits), progress=progress)
+    result = {}
+    for name in splits:
+        rows = metadata[metadata["split"] == name]
+        if name == "train":
+            rows = rows[rows["person_id"] > DISTRACTOR_ID]
+        rows = rows.reset_index(drop=True)
+        if rows.empty:
+            raise ValueError(f"{data_root}: {SPLIT_FOLDERS[name]}/ has no usable images")
+        pixels = images.load_image_array(rows, height, width, cache_dir, progress=progress)
+        person_ids, camera_ids = (rows[c].to_numpy(np.int64) for c in ("person_id", "camera_id"))
+        result[name] = Split(pixels, person_ids, camera_ids, rows)
+    return result

@@ -7,6 +7,9 @@ wrong matches. A query left without a correct match is skipped and counted.
 
 Ranked lists break distance ties by gallery column (a stable sort), and sums over a ranked list are
 taken in rank order, so `evaluate` and the reference loop `evaluate_naive_loop` agree bit for bit.
+
+`evaluate_embeddings` is the one evaluation path of the package (training, `tripletlib evaluate`,
+the notebooks): query and gallery embeddings -> distances (exact or Annoy) -> `evaluate`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from tripletlib import retrieval
 
 PROTOCOLS = ("market", "naive")
 AP_MODES = ("noninterpolated", "trapezoid")
@@ -141,6 +146,28 @@ def evaluate(
         num_skipped_queries=num_queries - num_valid,
         per_query_ap=_read_only(per_query_ap),
     )
+
+
+def evaluate_embeddings(
+    query_embeddings: np.ndarray,
+    gallery_embeddings: np.ndarray,
+    query: Any,
+    gallery: Any,
+    protocol: str = "market",
+    ap: str = "noninterpolated",
+    search: str = "exact",
+    annoy_neighbours: int = 100,
+) -> EvaluationResult:
+    """Rank-k / CMC / mAP of embeddings of a query and a gallery `data.Split` (or anything with
+    `person_ids` and `camera_ids`): squared distances from `retrieval.distance_matrix` (exact
+    search, or Annoy's `annoy_neighbours` nearest, Section 3.3.2), then `evaluate`."""
+    distances = retrieval.distance_matrix(
+        query_embeddings, gallery_embeddings, search, annoy_neighbours
+    )
+    return evaluate(
+        distances, query.person_ids, gallery.person_ids, query.camera_ids, gallery.camera_ids,
+        protocol=protocol, ap=ap,
+    )  # fmt: skip
 
 
 def _evaluate_chunk(

@@ -120,11 +120,35 @@ def _triplet_distances(anchor, positive, negative):
     return positive_distance, negative_distance
 
 
+def triplet_costs(positive_distance, negative_distance, margin: float = 0.2):
+    """Eq. 3.3 for each triplet from its squared distances: `max(d(a, p) - d(a, n) + margin, 0)`."""
+    _check_non_negative(margin, "margin")
+    return ops.relu(positive_distance - negative_distance + margin)
+
+
 def triplet_loss(anchor, positive, negative, margin: float = 0.2):
     """Triplet loss, Eq. 3.3 (Section 3.2.1): mean of `max(d(a, p) - d(a, n) + margin, 0)`."""
     _check_non_negative(margin, "margin")
     positive_distance, negative_distance = _triplet_distances(anchor, positive, negative)
-    return ops.mean(ops.relu(positive_distance - negative_distance + margin))
+    return ops.mean(triplet_costs(positive_distance, negative_distance, margin))
+
+
+def lossless_triplet_costs(
+    positive_distance,
+    negative_distance,
+    beta: float = 4.0,
+    max_distance: float = 4.0,
+    epsilon: float = 1e-8,
+):
+    """The two terms of Eq. 3.6 for each triplet from its squared distances (Fig. 3.13):
+    associative `-ln(1 + eps - d(a, p) / beta)` and contrastive `-ln(1 + eps - (D - d(a, n)) /
+    beta)`, with d(a, p) and D - d(a, n) clipped to [0, beta] so that neither is ever NaN."""
+    _check_lossless_parameters(beta, max_distance, epsilon)
+    # 1 - x / beta written as (beta - x) / beta: exactly 0 at the clip, whatever the compiler
+    # reorders (TF's graph optimiser turns (1 - x) + eps into (1 + eps) - x, which rounds to 0).
+    positive_room = beta - ops.clip(positive_distance, 0.0, beta)
+    negative_room = beta - ops.clip(max_distance - negative_distance, 0.0, beta)
+    return -ops.log(positive_room / beta + epsilon), -ops.log(negative_room / beta + epsilon)
 
 
 def lossless_triplet_loss(
@@ -148,12 +172,10 @@ def lossless_triplet_loss(
     positive_distance, negative_distance = _triplet_distances(anchor, positive, negative)
     _check_finite(anchor=anchor, positive=positive, negative=negative)
     _warn_off_sphere(positive_distance, negative_distance, max_distance)
-    # 1 - x / beta written as (beta - x) / beta: exactly 0 at the clip, whatever the compiler
-    # reorders (TF's graph optimiser turns (1 - x) + eps into (1 + eps) - x, which rounds to 0).
-    positive_room = beta - ops.clip(positive_distance, 0.0, beta)
-    negative_room = beta - ops.clip(max_distance - negative_distance, 0.0, beta)
-    loss = -ops.log(positive_room / beta + epsilon) - ops.log(negative_room / beta + epsilon)
-    return ops.mean(loss)
+    associative, contrastive = lossless_triplet_costs(
+        positive_distance, negative_distance, beta, max_distance, epsilon
+    )
+    return ops.mean(associative + contrastive)
 
 
 def pairwise_squared_distances(embeddings):

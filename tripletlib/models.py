@@ -217,11 +217,29 @@ BUILDERS: dict[str, Callable[..., keras.Model]] = {
 }
 
 
-def build_embedder(backbone: str, **kwargs) -> keras.Model:
-    """Build the embedder named `backbone` ("resnet50" or "mildnet") with the builder's kwargs."""
+def build_embedder(
+    backbone: str,
+    input_shape: Sequence[int] = (256, 128, 3),
+    weights: str | os.PathLike | None = None,
+    freeze_layers: int = 10,
+    batchnorm_momentum: float = 0.99,
+    **options,
+) -> keras.Model:
+    """The embedder of a thesis row, "resnet50" or "mildnet", with its default head (Section 3.2.2).
+
+    One signature for both backbones (`config.Profile.embedder_options()` gives a profile's
+    values). `batchnorm_momentum` sets ResNet-50's BatchNorm layers; MILDNet (VGG16) has none, so
+    it does not apply there. `options` go to the backbone's builder (`embedding_dim`,
+    `l2_normalize`, MILDNet's `dropout`, ...).
+    """
     if backbone not in BUILDERS:
         raise ValueError(f"backbone must be one of {BACKBONES}; got {backbone!r}")
-    return BUILDERS[backbone](**kwargs)
+    options.update(input_shape=input_shape, weights=weights, freeze_layers=freeze_layers)
+    if backbone == "resnet50":
+        options["batchnorm_momentum"] = batchnorm_momentum
+    else:
+        _check_fraction(batchnorm_momentum, "batchnorm_momentum")
+    return BUILDERS[backbone](**options)
 
 
 def get_backbone(embedder: keras.Model) -> keras.Model:

@@ -9,57 +9,27 @@ profiles therefore first train the embedder as a classifier of the training iden
 re-identification warm start, and then fine-tune it with the thesis' triplet recipe. The
 classifier layer is thrown away; only the embedder's weights are kept.
 
-`pretrain_by_identity` does the training; `training.train_row` caches its result so that the rows
-of one backbone share it.
+`pretrain_by_identity` does the training; `pretrained_weights` runs it for a row and caches the
+backbone's weights, so that the rows of one backbone share one warm start. Its batches are
+`sampling.IdentityBatches`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from tripletlib import sampling
+from tripletlib import augment, config, data, models, runs, sampling
 
 CLASSIFIER_FEATURES_LAYER = "embedding"  # the embedder's Dense layer before L2 normalisation
-
-
-class IdentityBatches(sampling.Batches):
-    """`steps` batches of `(images float32 (B, H, W, 3), identity index int32 (B,))`.
-
-    Batch i holds `batch_size` distinct images drawn with `np.random.default_rng([seed, i])`:
-    a pure function of (seed, i). Identity indices number `np.unique(person_ids)` from 0.
-    """
-
-    def __init__(self, images, person_ids, batch_size: int, steps: int, seed: int, **kwargs):
-        super().__init__(**kwargs)
-        self.images = np.asarray(images) if not hasattr(images, "shape") else images
-        person_ids = np.asarray(person_ids)
-        if self.images.ndim != 4 or len(self.images) != len(person_ids):
-            raise ValueError(
-                f"images must be (N, H, W, 3) with one person id per image; got images "
-                f"{tuple(self.images.shape)} and {len(person_ids)} person ids"
-            )
-        for value, name in ((batch_size, "batch_size"), (steps, "steps")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
-        self.identities, self.labels = np.unique(person_ids, return_inverse=True)
-        if len(self.identities) < 2:
-            raise ValueError(
-                f"identity classification needs at least 2 identities; got {len(self.identities)}"
-            )
-        self.batch_size = min(batch_size, len(person_ids))
-        self.steps, self.seed = steps, seed
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __getitem__(self, index: int):
-        rng = np.random.default_rng([self.seed, index])
-        rows = np.sort(rng.choice(len(self.labels), size=self.batch_size, replace=False))
-        return self.images[rows].astype(np.float32), self.labels[rows].astype(np.int32)
 
 
 def pretrain_by_identity(
@@ -79,7 +49,7 @@ def pretrain_by_identity(
     identities), behind the optional `augmentation`. Returns the steps, batch size, learning rate,
     identities, the mean loss and accuracy over the steps, and the seconds it took.
     """
-    batches = IdentityBatches(images, person_ids, batch_size, steps, seed)
+    batches = sampling.IdentityBatches(images, person_ids, batch_size, steps, seed)
     features = keras.Model(embedder.inputs, embedder.get_layer(CLASSIFIER_FEATURES_LAYER).output)
     inputs = keras.Input(embedder.inputs[0].shape[1:], dtype="float32", name="images")
     x = augmentation(inputs) if augmentation is not None else inputs
@@ -101,3 +71,66 @@ def pretrain_by_identity(
         "accuracy": round(float(history.history["accuracy"][-1]), 4),
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def pretrained_weights(
+    backbone: str,
+    profile: config.Profile,
+    train: data.Split,
+    seed: int,
+    cache_dir: Path,
+    progress: bool = False,
+    build_embedder: Callable[..., keras.Model] = models.build_embedder,
+) -> tuple[Path, dict[str, Any]]:
+    """The backbone's weights after `profile.pretrain_steps` of identity classification on `train`.
+
+    Cached in `cache_dir` under a key of everything that shapes them (backbone, profile, seed,
+    training images and identities): the offline and online rows of one backbone, which hold out
+    the same validation identities, train it once. Returns the weights file and a record of the
+    pretraining (steps, loss, accuracy, seconds, whether it came from the cache).
+    `build_embedder(backbone, **profile.embedder_options())` builds the network to train.
+    """
+    fields = (
+        "image_height", "image_width", "weights", "freeze_layers", "batchnorm_momentum",
+        "augment", "pretrain_steps", "pretrain_batch_size", "pretrain_learning_rate",
+        "mildnet_pretrain_learning_rate",
+    )  # fmt: skip
+    digest = hashlib.sha256(
+        json.dumps(
+            {"backbone": backbone, "seed": seed, "backend": keras.backend.backend(),
+             **{name: getattr(profile, name) for name in fields}},
+            sort_keys=True,
+        ).encode()
+    )  # fmt: skip
+    digest.update(np.ascontiguousarray(train.images).tobytes())
+    digest.update(np.ascontiguousarray(train.person_ids).tobytes())
+    stem = f"{backbone}-{digest.hexdigest()[:16]}"
+    cache_dir = Path(cache_dir)
+    weights_path, record_path = cache_dir / f"{stem}.weights.h5", cache_dir / f"{stem}.json"
+    record = runs.read_json(record_path)
+    if record is not None and weights_path.is_file():
+        return weights_path, {**record, "cached": True}
+
+    stream_seed = config.derived_seed(seed, config.PRETRAINING_STREAM)
+    keras.utils.set_random_seed(stream_seed)
+    # Nothing frozen: the row freezes its first `freeze_layers` once they hold learnt weights,
+    # as the thesis freezes ImageNet layers (frozen random layers are only noise).
+    embedder = build_embedder(backbone, **profile.embedder_options(freeze_layers=0))
+    augmentation = augment.build_augmentation(seed=stream_seed) if profile.augment else None
+    record = pretrain_by_identity(
+        embedder,
+        train.images,
+        train.person_ids,
+        steps=profile.pretrain_steps,
+        batch_size=profile.pretrain_batch_size,
+        learning_rate=profile.pretrain_learning_rate_of(backbone),
+        seed=stream_seed,
+        augmentation=augmentation,
+        progress=progress,
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    temporary = weights_path.with_name(stem + ".tmp.weights.h5")
+    models.get_backbone(embedder).save_weights(temporary)
+    os.replace(temporary, weights_path)
+    runs.write_json(record_path, record)
+    return weights_path, {**record, "cached": False}

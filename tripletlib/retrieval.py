@@ -2,7 +2,8 @@
 
 Distances are squared Euclidean, as in the thesis. `exact_search` is the brute-force ranked list;
 `annoy_search` uses Spotify's Annoy (random-projection trees, ref. [53]) for approximate
-neighbours. Annoy is imported only inside the functions that need it.
+neighbours. Annoy is imported only inside the functions that need it. `distance_matrix` is the
+(query x gallery) matrix that evaluation ranks, from either search.
 """
 
 from __future__ import annotations
@@ -148,6 +149,42 @@ def annoy_search(
     queries, gallery = _check_pair(queries, gallery)
     index = build_annoy_index(gallery, metric=metric, n_trees=n_trees, seed=seed)
     return query_annoy_index(index, queries, k=k, search_k=search_k, progress=progress)
+
+
+SEARCHES = ("exact", "annoy")
+
+
+def distance_matrix(
+    queries: Any, gallery: Any, search: str = "exact", annoy_neighbours: int = 100
+) -> np.ndarray:
+    """(Q, G) squared distances to rank: exact (`squared_distances`) or Annoy's approximate list
+    (`annoy_distance_matrix`)."""
+    if search not in SEARCHES:
+        raise ValueError(f"search must be 'exact' or 'annoy', got {search!r}")
+    if search == "exact":
+        return squared_distances(queries, gallery)
+    return annoy_distance_matrix(queries, gallery, annoy_neighbours)
+
+
+def annoy_distance_matrix(
+    query_embeddings: np.ndarray, gallery_embeddings: np.ndarray, neighbours: int
+) -> np.ndarray:
+    """A (Q, G) matrix: Annoy's squared distances for the neighbours it returns, then the rest.
+
+    Annoy returns only the `neighbours` nearest gallery images of each query; the rest of the
+    gallery is placed after them, in gallery order, so Annoy's Rank-k (k <= neighbours) is that of
+    its approximate list and its mAP counts matches Annoy did not return as found last.
+    """
+    neighbours = min(int(neighbours), gallery_embeddings.shape[0])
+    indices, distances = annoy_search(query_embeddings, gallery_embeddings, k=neighbours)
+    beyond = float(distances.max()) + 1.0
+    order_penalty = np.arange(gallery_embeddings.shape[0], dtype=np.float64) * 1e-9
+    matrix = np.broadcast_to(beyond + order_penalty, (len(query_embeddings), len(order_penalty)))
+    matrix = matrix.copy()
+    rows = np.arange(len(query_embeddings))[:, None]
+    found = indices >= 0
+    matrix[np.broadcast_to(rows, indices.shape)[found], indices[found]] = distances[found]
+    return matrix
 
 
 def recall_at_k(approx_indices: Any, exact_indices: Any, k: int | None = None) -> float:

@@ -1,24 +1,54 @@
-"""Trained run folders (`tripletlib train --out DIR`): load the embedder, evaluate it again.
+"""Run folders (`tripletlib train --out DIR`): their files, keys, metrics and cached results.
 
-`evaluate_saved_model` is `tripletlib evaluate`: it embeds the query and gallery images of a dataset
-with a trained embedder and computes Rank-k / CMC / mAP (Section 4.1) from exact search or from Annoy
-(Section 3.3.2). Annoy returns only the `annoy_neighbours` nearest gallery images of each query; the
-rest of the gallery is placed after them, in gallery order, so Annoy's Rank-k (k <= annoy_neighbours)
-is that of its approximate list and its mAP counts matches Annoy did not return as found last.
+A run folder holds `config.json`, `history.csv` (columns `HISTORY_COLUMNS`), `checkpoints/`,
+`mining.json` (offline rows), `embedder.weights.h5`, `embeddings.npz` and `metrics.json`
+(`RunMetrics`; schema in docs/design.md). This module reads and writes them and never trains:
+`training` writes a run through it, the notebooks and `tripletlib evaluate` read one back.
+
+- `load_embedder(run_dir)`: the trained embedder, rebuilt from config.json.
+- `cached_embeddings` / `store_embeddings`: a row's embeddings, kept under a key of the weights
+  file and the images (`embeddings_key`).
+- `evaluate_embedder` / `cached_evaluation`: Rank-1, Rank-5, mAP, CMC of an embedder through the
+  one evaluation path (`evaluation.evaluate_embeddings`), kept under `evaluation_key`.
+- `evaluate_saved_model`: `tripletlib evaluate`, exact search or Annoy (Section 3.3.2).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
-from tripletlib import config, data, evaluation, images, models, retrieval
+from tripletlib import config, data, evaluation, files, models
 from tripletlib.files import write_json_atomic
+
+HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "learning_rate", "iteration")
+METRIC_KEYS = ("rank1", "rank5", "mAP", "cmc", "num_valid_queries")
+EMBEDDINGS_FILE = "embeddings.npz"
+WEIGHTS_FILE = "embedder.weights.h5"
+# What a run writes besides config.json; a new run (another config, or resume=False) removes them.
+RUN_FILES = (
+    "checkpoints", "history.csv", "metrics.json", "mining.json", WEIGHTS_FILE, EMBEDDINGS_FILE,
+)  # fmt: skip
+
+
+# --- files --------------------------------------------------------------------------------------
+def read_json(path: Path) -> Any:
+    """The JSON value in `path`, or None when there is no such file."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write through a temporary file, so that an interruption never leaves half a file."""
+    write_json_atomic(path, value)
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
@@ -32,22 +62,142 @@ def run_profile(run_config: dict[str, Any]) -> config.Profile:
     return config.Profile(**run_config["profile"])
 
 
-def load_embedder(run_dir: str | Path):
-    """The trained embedder of a run folder: rebuilt from config.json, weights from the run."""
-    from tripletlib.training import build_row_embedder
+def check_run_folder(out_dir: Path, run_config: dict[str, Any], overwrite: bool) -> None:
+    """Refuse, before anything is read or written, an `out_dir` that is not ours to write: a
+    file, a non-empty folder that is not a run, a run of another config (unless `overwrite`)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; expected a run folder (new, empty, or a run)")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    existing = read_json(out_dir / "config.json")
+    if existing is None:
+        raise ValueError(
+            f"--out {out_dir} is not empty and holds no config.json of a tripletlib run, so it is "
+            "left alone; choose another folder (new or empty)"
+        )
+    if existing != run_config and not overwrite:
+        changed = sorted(key for key in run_config if existing.get(key) != run_config[key])
+        raise ValueError(
+            f"--out {out_dir} holds a run of another config ({', '.join(changed)} differ); pass "
+            "--overwrite (overwrite=True) to replace it, or choose another folder (the same "
+            "config would be resumed)"
+        )
 
+
+def prepare_run_folder(out_dir: Path, run_config: dict[str, Any], resume: bool) -> None:
+    """Write config.json; discard what an earlier run left there unless it is resumed (same
+    config and a checkpoint to resume from). `check_run_folder` has allowed it."""
+    existing = read_json(out_dir / "config.json")
+    for leftover in files.leftover_temporary_files(out_dir) if out_dir.is_dir() else []:
+        leftover.unlink()  # half-written by a killed run; the file it was meant to replace holds
+    has_checkpoint = (out_dir / "checkpoints" / "latest.json").is_file()
+    if existing != run_config or not resume or not has_checkpoint:
+        for name in RUN_FILES + tuple(p.name for p in out_dir.glob("evaluation_*.json")):
+            path = out_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "config.json", run_config)
+
+
+def truncate_history(path: Path, epochs_completed: int) -> None:
+    """Drop rows of epochs after the checkpoint (written just before an interruption)."""
+    if path.is_file():
+        lines = path.read_text().splitlines()
+        kept = lines[:1] + [
+            line for line in lines[1:] if int(line.split(",")[0]) < epochs_completed
+        ]
+        files.write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def save_hard_negatives(path: Path, hard_negatives: dict[int, np.ndarray]) -> None:
+    """Offline mining's hard negatives (anchor row -> negative rows) as one .npz file."""
+    anchors = np.array(sorted(hard_negatives), dtype=np.int64)
+    counts = np.array([len(hard_negatives[a]) for a in anchors], dtype=np.int64)
+    rows = np.concatenate([hard_negatives[a] for a in anchors] + [np.empty(0, np.int64)])
+    files.save_npz_atomic(path, anchors=anchors, counts=counts, rows=rows)
+
+
+def load_hard_negatives(path: Path) -> dict[int, np.ndarray]:
+    with np.load(path) as stored:
+        anchors, counts, rows = stored["anchors"], stored["counts"], stored["rows"]
+    ends = np.cumsum(counts)
+    return {int(a): rows[e - n : e] for a, n, e in zip(anchors, counts, ends, strict=True)}
+
+
+# --- metrics.json -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunMetrics:
+    """`metrics.json` of a finished run. Each evaluation ("untrained": the random initial
+    weights; "pretrained": after the warm start, only with `pretrain_steps > 0`; "trained") holds
+    `METRIC_KEYS`. `train_seconds` counts the triplet training and mining, not the warm start."""
+
+    row: str
+    backbone: str
+    loss: str
+    mining: str
+    profile: str
+    dataset: str
+    data_root: str
+    protocol: str
+    seed: int
+    trained: dict[str, Any]
+    untrained: dict[str, Any]
+    train_seconds: float
+    images_per_second: float
+    pretrained: dict[str, Any] | None = None
+    pretraining: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object; "pretrained" and "pretraining" only when there was a warm start."""
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if v is not None or k not in OPTIONAL_METRICS}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunMetrics:
+        return cls(**values)
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> RunMetrics:
+        path = Path(run_dir) / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: the run in {run_dir} did not finish")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    def write(self, run_dir: str | Path) -> Path:
+        path = Path(run_dir) / "metrics.json"
+        write_json(path, self.to_dict())
+        return path
+
+    def trained_beats_untrained(self, ratio: float = 1.0) -> bool:
+        """`trained_beats_untrained` of this run."""
+        return trained_beats_untrained(self.to_dict(), ratio)
+
+
+OPTIONAL_METRICS = ("pretrained", "pretraining")
+
+
+def trained_beats_untrained(metrics: dict[str, Any], ratio: float = 1.0) -> bool:
+    """The recorded "it learns" check of a metrics.json: trained test mAP > `ratio` x the
+    untrained (random-weights) one."""
+    return metrics["trained"]["mAP"] > ratio * metrics["untrained"]["mAP"]
+
+
+# --- the trained embedder and its embeddings ----------------------------------------------------
+def load_embedder(run_dir: str | Path) -> keras.Model:
+    """The trained embedder of a run folder: rebuilt from config.json, weights from the run."""
     run_dir = Path(run_dir)
     run_config = read_run_config(run_dir)
-    weights = run_dir / "embedder.weights.h5"
+    weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} does not exist: the run in {run_dir} did not finish")
     # The trained weights replace the backbone's initial ones, so nothing is downloaded here.
-    embedder = build_row_embedder(run_config["backbone"], run_profile(run_config), weights=None)
+    options = run_profile(run_config).embedder_options(weights=None)
+    embedder = models.build_embedder(run_config["backbone"], **options)
     embedder.load_weights(weights)
     return embedder
-
-
-EMBEDDINGS_FILE = "embeddings.npz"
 
 
 def update_digest(digest, named_arrays) -> None:
@@ -77,7 +227,7 @@ def store_embeddings(
             raise ValueError(
                 f"{name}: {len(values)} embeddings for {len(arrays[name])} images in {run_dir}"
             )
-    key = embeddings_key(run_dir / "embedder.weights.h5", arrays)
+    key = embeddings_key(run_dir / WEIGHTS_FILE, arrays)
     path = run_dir / EMBEDDINGS_FILE
     temporary = path.with_name(path.stem + ".tmp.npz")
     np.savez(temporary, key=np.array(key), **{f"embeddings_{n}": v for n, v in embeddings.items()})
@@ -96,7 +246,7 @@ def cached_embeddings(
     recomputes and replaces the file.
     """
     run_dir = Path(run_dir)
-    weights = run_dir / "embedder.weights.h5"
+    weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} does not exist: the run in {run_dir} did not finish")
     path = run_dir / EMBEDDINGS_FILE
@@ -113,6 +263,62 @@ def cached_embeddings(
     return result
 
 
+# --- evaluations --------------------------------------------------------------------------------
+def evaluation_record(result: evaluation.EvaluationResult) -> dict[str, Any]:
+    """The `METRIC_KEYS` of an evaluation, as metrics.json stores each state of a row."""
+    values = result.to_dict()
+    return {key: values[key] for key in METRIC_KEYS}
+
+
+def evaluate_embedder(
+    embedder: keras.Model, query: data.Split, gallery: data.Split, batch_size: int = 128
+) -> dict[str, Any]:
+    """Rank-1, Rank-5, mAP, CMC and valid queries, exact search, Market protocol (Section 4.1)."""
+    return evaluation_record(
+        evaluation.evaluate_embeddings(
+            models.embed_images(embedder, query.images, batch_size),
+            models.embed_images(embedder, gallery.images, batch_size),
+            query,
+            gallery,
+        )
+    )
+
+
+def evaluation_key(embedder: keras.Model, query: data.Split, gallery: data.Split) -> str:
+    """SHA-256 of the backend, the embedder's weights and the query and gallery (images, ids)."""
+    digest = hashlib.sha256(keras.backend.backend().encode())
+    update_digest(digest, ((w.path, keras.ops.convert_to_numpy(w)) for w in embedder.weights))
+    for name, split in (("query", query), ("gallery", gallery)):
+        update_digest(digest, (
+            (f"{name}_{field}", getattr(split, field))
+            for field in ("images", "person_ids", "camera_ids")
+        ))  # fmt: skip
+    return digest.hexdigest()
+
+
+def cached_evaluation(
+    embedder: keras.Model,
+    query: data.Split,
+    gallery: data.Split,
+    cache_dir: Path,
+    batch_size: int = 128,
+) -> dict[str, Any]:
+    """`evaluate_embedder`, kept in `cache_dir/<evaluation_key>.json`.
+
+    The rows of one backbone build the same random embedder from the same seed and load the same
+    warm start, so their "untrained" and "pretrained" evaluations are the same numbers: the
+    first row computes them, the others read them. Other weights or images: another key.
+    """
+    path = Path(cache_dir) / f"{evaluation_key(embedder, query, gallery)}.json"
+    stored = read_json(path)
+    if stored is not None:
+        return stored
+    result = evaluate_embedder(embedder, query, gallery, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, result)
+    return result
+
+
 def evaluate_saved_model(
     run_dir: str | Path,
     data_root: str | Path,
@@ -122,39 +328,29 @@ def evaluate_saved_model(
     progress: bool = True,
     save: bool = True,
 ) -> dict[str, Any]:
-    """Metrics of a trained run on `data_root`'s query and gallery; with `save` also written beside
-    the model (`save_evaluation`; ``metrics["path"]``). The command line prints before it saves."""
+    """`tripletlib evaluate`: metrics of a trained run on `data_root`'s query and gallery, exact
+    search or Annoy (`retrieval.distance_matrix`); with `save` also written beside the model
+    (`save_evaluation`; ``metrics["path"]``). The command line prints before it saves.
+    `search_seconds` times the search and the ranking."""
     if search not in ("exact", "annoy"):
         raise ValueError(f"search must be 'exact' or 'annoy', got {search!r}")
     run_dir = Path(run_dir)
     profile = run_profile(read_run_config(run_dir))
     embedder = load_embedder(run_dir)
-    metadata = data.load_market1501(data_root, splits=("gallery", "query"))
-    split_embeddings = {}
-    for split in ("query", "gallery"):
-        rows = metadata[metadata["split"] == split].reset_index(drop=True)
-        pixels = images.load_image_array(
-            rows, profile.image_height, profile.image_width,
-            cache_dir=run_dir.parent / ".cache", progress=progress,
-        )
-        split_embeddings[split] = (rows, models.embed_images(embedder, pixels, progress=progress))
-    (query_rows, query_embeddings), (gallery_rows, gallery_embeddings) = (
-        split_embeddings["query"], split_embeddings["gallery"]
+    splits = data.load_splits(
+        data_root, profile.image_height, profile.image_width, cache_dir=run_dir.parent / ".cache",
+        splits=("gallery", "query"), progress=progress,
+    )  # fmt: skip
+    query, gallery = splits["query"], splits["gallery"]
+    query_embeddings, gallery_embeddings = (
+        models.embed_images(embedder, split.images, progress=progress) for split in (query, gallery)
     )
     started = time.perf_counter()
-    if search == "exact":
-        distances = retrieval.squared_distances(query_embeddings, gallery_embeddings)
-    else:
-        distances = annoy_distance_matrix(query_embeddings, gallery_embeddings, annoy_neighbours)
+    result = evaluation.evaluate_embeddings(
+        query_embeddings, gallery_embeddings, query, gallery, protocol=protocol, search=search,
+        annoy_neighbours=annoy_neighbours,
+    )  # fmt: skip
     search_seconds = time.perf_counter() - started
-    result = evaluation.evaluate(
-        distances,
-        query_rows["person_id"].to_numpy(),
-        gallery_rows["person_id"].to_numpy(),
-        query_rows["camera_id"].to_numpy(),
-        gallery_rows["camera_id"].to_numpy(),
-        protocol=protocol,
-    )
     metrics = result.to_dict()
     metrics.update(
         search=search,
@@ -174,18 +370,3 @@ def save_evaluation(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
     values = {key: value for key, value in metrics.items() if key != "path"}
     return write_json_atomic(path, values, sort_keys=False)
 
-
-def annoy_distance_matrix(
-    query_embeddings: np.ndarray, gallery_embeddings: np.ndarray, neighbours: int
-) -> np.ndarray:
-    """A (Q, G) matrix: Annoy's squared distances for the neighbours it returns, then the rest."""
-    neighbours = min(int(neighbours), gallery_embeddings.shape[0])
-    indices, distances = retrieval.annoy_search(query_embeddings, gallery_embeddings, k=neighbours)
-    beyond = float(distances.max()) + 1.0
-    order_penalty = np.arange(gallery_embeddings.shape[0], dtype=np.float64) * 1e-9
-    matrix = np.broadcast_to(beyond + order_penalty, (len(query_embeddings), len(order_penalty)))
-    matrix = matrix.copy()
-    rows = np.arange(len(query_embeddings))[:, None]
-    found = indices >= 0
-    matrix[np.broadcast_to(rows, indices.shape)[found], indices[found]] = distances[found]
-    return matrix

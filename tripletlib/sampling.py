@@ -1,4 +1,9 @@
-"""Batch samplers for triplet training (Sections 3.1.4 and 3.2.3) as Keras ``PyDataset`` objects.
+"""Batch samplers for training (Sections 3.1.4 and 3.2.3) as Keras ``PyDataset`` objects.
+
+Every sampler of the package lives here: ``TripletDataset`` (offline mining), ``PKDataset``
+(online mining), ``IdentityBatches`` (the identity-classification warm start) and
+``FixedEpoch`` (validation batches that stay those of epoch 0). ``classify_triplets`` is the one
+easy / semi-hard / hard rule of Section 3.2.3.
 
 Every batch is a pure function of ``(seed, epoch, batch index)``: it is drawn with
 ``np.random.default_rng([seed, epoch, index])``. Reading a batch twice, from any worker thread or
@@ -424,13 +429,65 @@ class DeviceTripletDataset(Batches):
         return (anchor, positive, negative), self.targets
 
 
+class IdentityBatches(Batches):
+    """`steps` batches of `(images float32 (B, H, W, 3), identity index int32 (B,))`.
+
+    Batch i holds `batch_size` distinct images drawn with `np.random.default_rng([seed, i])`:
+    a pure function of (seed, i). Identity indices number `np.unique(person_ids)` from 0.
+    """
+
+    def __init__(self, images, person_ids, batch_size: int, steps: int, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.images = np.asarray(images) if not hasattr(images, "shape") else images
+        person_ids = np.asarray(person_ids)
+        if self.images.ndim != 4 or len(self.images) != len(person_ids):
+            raise ValueError(
+                f"images must be (N, H, W, 3) with one person id per image; got images "
+                f"{tuple(self.images.shape)} and {len(person_ids)} person ids"
+            )
+        for value, name in ((batch_size, "batch_size"), (steps, "steps")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        self.identities, self.labels = np.unique(person_ids, return_inverse=True)
+        if len(self.identities) < 2:
+            raise ValueError(
+                f"identity classification needs at least 2 identities; got {len(self.identities)}"
+            )
+        self.batch_size = min(batch_size, len(person_ids))
+        self.steps, self.seed = steps, seed
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, index])
+        rows = np.sort(rng.choice(len(self.labels), size=self.batch_size, replace=False))
+        return self.images[rows].astype(np.float32), self.labels[rows].astype(np.int32)
+
+
+class FixedEpoch(Batches):
+    """Always the batches of epoch 0 of `dataset`, so that validation losses of all epochs compare."""
+
+    def __init__(self, dataset) -> None:
+        super().__init__()
+        self.dataset = dataset
+        dataset.set_epoch(0)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index]
+
+
 def classify_triplets(d_ap, d_an, margin: float) -> np.ndarray:
     """Label triplets "easy", "semi-hard" or "hard" from squared distances (Section 3.2.3).
 
-    hard: ``d_an < d_ap``; easy: ``d_ap + margin <= d_an`` (zero loss); semi-hard: in between
-    (``d_ap <= d_an < d_ap + margin``, positive loss although the negative is farther). Ties go
-    to the class with the same loss: ``d_an == d_ap`` is semi-hard, ``d_an == d_ap + margin``
-    easy. Arrays broadcast; returns a string array of the broadcast shape.
+    The thesis' definitions (after FaceNet): hard ``d_an < d_ap``; semi-hard
+    ``d_ap < d_an < d_ap + margin`` (positive loss although the negative is farther); easy: zero
+    loss (Eq. 3.3), ``d_an >= d_ap + margin``. A tie ``d_an == d_ap`` is not semi-hard by that
+    strict definition, so it counts as hard (the negative is no farther than the positive).
+    Arrays broadcast; returns a string array of the broadcast shape.
     """
     d_ap = np.asarray(d_ap, dtype=np.float64)
     d_an = np.asarray(d_an, dtype=np.float64)
@@ -447,6 +504,6 @@ def classify_triplets(d_ap, d_an, margin: float) -> np.ndarray:
     if np.any(d_ap < 0) or np.any(d_an < 0):
         raise ValueError("d_ap and d_an are squared distances and must be >= 0.")
     labels = np.full(d_ap.shape, "semi-hard", dtype="<U9")
-    labels[d_an < d_ap] = "hard"
+    labels[d_an <= d_ap] = "hard"
     labels[d_an >= d_ap + margin] = "easy"
     return labels

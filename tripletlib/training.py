@@ -10,8 +10,8 @@
   shared-weight network of Fig. 3.7 (offline mining) or a single branch (online mining); Adam.
 - Warm start: the thesis fine-tunes ImageNet weights. With `profile.pretrain_steps > 0` (the
   from-scratch `ci` and `cpu` profiles) the embedder is first trained as a classifier of the
-  training identities (`tripletlib.pretraining`), cached per backbone under the image cache so
-  that the rows of one backbone share it, and the triplet training fine-tunes that.
+  training identities (`pretraining.pretrained_weights`), cached per backbone under the image
+  cache so that the rows of one backbone share it, and the triplet training fine-tunes that.
 - Learning rate: times `profile.lr_decay_factor` (0.5) every `profile.lr_decay_every_epochs`
   epochs, counted over the whole run and never restarted. The thesis halves it "after every 50
   epochs" of its 2 x 100 offline epochs, so iteration 2 goes on at the rate iteration 1 ended
@@ -31,24 +31,31 @@ random transformations of an uninterrupted one. Bit-identical results also need 
 kernels; TensorFlow's oneDNN CPU kernels may differ in the last bits from run to run
 (`TF_ENABLE_ONEDNN_OPTS=0`, `TF_DETERMINISTIC_OPS=1` and one thread rule that out).
 
-Artefacts in `out_dir`: `config.json`, `history.csv` (columns `HISTORY_COLUMNS`),
-`checkpoints/`, `mining.json` (offline rows), `embedder.weights.h5` and `metrics.json` (schema in
-docs/design.md). `metrics.json` holds three evaluations: "untrained" (the random initial
-weights), "pretrained" (after the warm start; only with `pretrain_steps > 0`) and "trained".
+Artefacts in `out_dir` (the run folder, `tripletlib.runs`): `config.json`, `history.csv`,
+`checkpoints/`, `mining.json` (offline rows), `embedder.weights.h5`, `embeddings.npz` and
+`metrics.json` (`runs.RunMetrics`). `metrics.json` holds three evaluations: "untrained" (the
+random initial weights), "pretrained" (after the warm start; only with `pretrain_steps > 0`) and
+"trained", all through `runs.cached_evaluation` / `evaluation.evaluate_embeddings`.
+
+A notebook or a probe swaps parts of the recipe by passing objects to `train_row`:
+`build_embedder` (same signature as `models.build_embedder`), `loss_function` (a Keras loss),
+`augmentation` (a Keras layer) or `build_triplet_model` (as `models.build_triplet_model`). The
+`Trainer` keeps `phase_seconds`: the wall seconds of the warm start, evaluations, triplet fits,
+mining and checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import hashlib
 import inspect
 import io
-import json
 import os
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +69,20 @@ from tripletlib import (
     data,
     evaluation,
     files,
-    images,
     losses,
     mining,
     models,
     pretraining,
-    retrieval,
     runs,
     sampling,
 )
-
-HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "learning_rate", "iteration")
-METRIC_KEYS = ("rank1", "rank5", "mAP", "cmc", "num_valid_queries")
-# Independent random streams derived from the run's seed; iteration i uses ITERATION_STREAM + i.
-VALIDATION_STREAM, AUGMENTATION_STREAM, PRETRAINING_STREAM, ITERATION_STREAM = 1, 2, 3, 10
+from tripletlib.config import (
+    AUGMENTATION_STREAM,
+    ITERATION_STREAM,
+    VALIDATION_STREAM,
+    derived_seed,
+)
+from tripletlib.runs import HISTORY_COLUMNS, read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -88,31 +95,16 @@ class RunResult:
     reused: bool  # an earlier finished run with the same config.json, returned as it was
     epochs_completed: int
     total_epochs: int
+    # Wall seconds per phase of this call (`Trainer.phase_seconds`); empty when reused.
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
         return self.metrics is not None
 
     def history(self) -> pd.DataFrame:
-        """The learning curve: one row per epoch, columns `HISTORY_COLUMNS`."""
+        """The learning curve: one row per epoch, columns `runs.HISTORY_COLUMNS`."""
         return pd.read_csv(self.out_dir / "history.csv")
-
-
-@dataclass
-class Split:
-    """Images `(N, H, W, 3)` uint8 with their person and camera ids."""
-
-    images: np.ndarray
-    person_ids: np.ndarray
-    camera_ids: np.ndarray
-
-    def subset(self, rows: np.ndarray) -> Split:
-        return Split(self.images[rows], self.person_ids[rows], self.camera_ids[rows])
-
-
-def derived_seed(seed: int, stream: int) -> int:
-    """The seed of one random stream of a run (validation split, augmentation, a sampler)."""
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0] % (2**31 - 1))
 
 
 def total_epochs(profile: config.Profile) -> int:
@@ -145,79 +137,6 @@ def split_validation_identities(
     return np.sort(rng.choice(identities, size=count, replace=False))
 
 
-def build_row_embedder(
-    backbone: str, profile: config.Profile, weights: str | None = "profile"
-) -> keras.Model:
-    """The embedder of a row: the profile's input shape, weights, frozen layers and BatchNorm
-    momentum (the latter for ResNet-50 only; MILDNet has no BatchNorm). `weights="profile"`
-    takes `profile.weights`; None starts from random weights (e.g. before loading a run's)."""
-    options = {
-        "input_shape": profile.input_shape,
-        "weights": profile.weights if weights == "profile" else weights,
-        "freeze_layers": profile.freeze_layers,
-        "batchnorm_momentum": profile.batchnorm_momentum,
-    }
-    accepted = inspect.signature(models.BUILDERS[backbone]).parameters
-    return models.build_embedder(backbone, **{k: v for k, v in options.items() if k in accepted})
-
-
-def evaluate_embedder(
-    embedder: keras.Model, query: Split, gallery: Split, batch_size: int = 128
-) -> dict[str, Any]:
-    """Rank-1, Rank-5, mAP, CMC and valid queries, exact search, Market protocol (Section 4.1)."""
-    return evaluate_embeddings(
-        models.embed_images(embedder, query.images, batch_size),
-        models.embed_images(embedder, gallery.images, batch_size),
-        query,
-        gallery,
-    )
-
-
-def evaluate_embeddings(
-    query_embeddings: np.ndarray, gallery_embeddings: np.ndarray, query: Split, gallery: Split
-) -> dict[str, Any]:
-    """`evaluate_embedder` from embeddings already computed."""
-    distances = retrieval.squared_distances(query_embeddings, gallery_embeddings)
-    result = evaluation.evaluate(
-        distances, query.person_ids, gallery.person_ids, query.camera_ids, gallery.camera_ids
-    )
-    values = result.to_dict()
-    return {key: values[key] for key in METRIC_KEYS}
-
-
-def evaluation_key(embedder: keras.Model, query: Split, gallery: Split) -> str:
-    """SHA-256 of the backend, the embedder's weights and the query and gallery (images, ids)."""
-    digest = hashlib.sha256(keras.backend.backend().encode())
-    runs.update_digest(
-        digest, ((w.path, keras.ops.convert_to_numpy(w)) for w in embedder.weights)
-    )
-    for name, split in (("query", query), ("gallery", gallery)):
-        runs.update_digest(digest, (
-            (f"{name}_{field}", getattr(split, field))
-            for field in ("images", "person_ids", "camera_ids")
-        ))  # fmt: skip
-    return digest.hexdigest()
-
-
-def cached_evaluation(
-    embedder: keras.Model, query: Split, gallery: Split, cache_dir: Path, batch_size: int = 128
-) -> dict[str, Any]:
-    """`evaluate_embedder`, kept in `cache_dir/<evaluation_key>.json`.
-
-    The rows of one backbone build the same random embedder from the same seed and load the same
-    warm start, so their "untrained" and "pretrained" evaluations are the same numbers: the
-    first row computes them, the others read them. Other weights or images: another key.
-    """
-    path = Path(cache_dir) / f"{evaluation_key(embedder, query, gallery)}.json"
-    stored = _read_json(path)
-    if stored is not None:
-        return stored
-    result = evaluate_embedder(embedder, query, gallery, batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(path, result)
-    return result
-
-
 def train_row(
     backbone: str,
     loss: str,
@@ -232,19 +151,29 @@ def train_row(
     cache_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     keep_checkpoints: int = 1,
+    *,
+    build_embedder: Callable[..., keras.Model] | None = None,
+    loss_function: keras.losses.Loss | None = None,
+    augmentation: keras.Layer | None = None,
+    build_triplet_model: Callable[..., keras.Model] | None = None,
 ) -> RunResult:
     """Train and evaluate one row (backbone, loss, mining) under `profile` (see the module doc).
 
     A finished run in `out_dir` with the same config.json (profile, row, seed, backend,
     data_root) is returned without training. `resume` continues from the last checkpoint in
     `out_dir/checkpoints`; `resume=False` discards it. `stop_after_epochs` stops after that many
-    epochs of the whole run, as an interruption would. Decoded images are cached in `cache_dir`
-    (default: `out_dir/../.cache`). Seeds Python, NumPy and Keras globally (`set_random_seed`).
+    epochs of the whole run, as an interruption would. Decoded images, warm starts and the
+    untrained evaluations are cached in `cache_dir` (default: `out_dir/../.cache`). Seeds Python,
+    NumPy and Keras globally (`set_random_seed`).
+
+    `build_embedder`, `loss_function`, `augmentation` and `build_triplet_model` replace the
+    recipe's own (None keeps it); their names go into config.json under "swapped", and a
+    finished run with swapped parts is never returned as it was (objects cannot be compared).
 
     `out_dir` must be new, empty, or a run folder: a non-empty folder without config.json is
     refused, and so is a run of another config unless `overwrite` (which removes that run's
-    files, `RUN_FILES`). The data is read and checked before `out_dir` is touched. Every file is
-    written atomically; `checkpoints/` keeps the last `keep_checkpoints` epochs.
+    files, `runs.RUN_FILES`). The data is read and checked before `out_dir` is touched. Every
+    file is written atomically; `checkpoints/` keeps the last `keep_checkpoints` epochs.
     """
     config.validate_row(backbone, loss, mining)
     _check_arguments(profile, seed, stop_after_epochs)
@@ -255,6 +184,13 @@ def train_row(
     data_root = _check_data_root(data_root)
     out_dir = Path(out_dir)
     row = config.row_name(backbone, loss, mining)
+    swaps = {
+        "build_embedder": build_embedder,
+        "loss_function": loss_function,
+        "augmentation": augmentation,
+        "build_triplet_model": build_triplet_model,
+    }
+    swapped = sorted(name for name, value in swaps.items() if value is not None)
     run_config = {
         "row": row,
         "backbone": backbone,
@@ -264,15 +200,19 @@ def train_row(
         "seed": seed,
         "backend": keras.backend.backend(),
         "data_root": str(data_root),
+        **({"swapped": swapped} if swapped else {}),
     }
     epochs = total_epochs(profile)
-    _check_out_dir(out_dir, run_config, overwrite)
-    if _read_json(out_dir / "config.json") == run_config and (out_dir / "metrics.json").is_file():
-        return RunResult(row, out_dir, _read_json(out_dir / "metrics.json"), True, epochs, epochs)
+    runs.check_run_folder(out_dir, run_config, overwrite)
+    same_config = read_json(out_dir / "config.json") == run_config
+    if same_config and not swapped and (out_dir / "metrics.json").is_file():
+        return RunResult(row, out_dir, read_json(out_dir / "metrics.json"), True, epochs, epochs)
 
     keras.utils.set_random_seed(seed)
     cache = Path(cache_dir) if cache_dir is not None else out_dir.resolve().parent / ".cache"
-    splits = load_splits(data_root, profile, cache, progress)
+    splits = data.load_splits(
+        data_root, profile.image_height, profile.image_width, cache, progress=progress
+    )
     held_out = split_validation_identities(
         splits["train"].person_ids,
         profile.validation_identity_fraction,
@@ -282,8 +222,13 @@ def train_row(
     is_held_out = np.isin(splits["train"].person_ids, held_out)
     train = splits["train"].subset(np.flatnonzero(~is_held_out))
     validation = splits["train"].subset(np.flatnonzero(is_held_out)) if len(held_out) else None
-    _prepare_out_dir(out_dir, run_config, resume)  # the inputs are fine: now touch out_dir
-    trainer = _Trainer(backbone, loss, mining, profile, seed, out_dir, train, validation, progress)
+    runs.prepare_run_folder(out_dir, run_config, resume)  # the inputs are fine: now touch it
+    embedder_builder = build_embedder or models.build_embedder
+    trainer = Trainer(
+        backbone, loss, mining, profile, seed, out_dir, train, validation, progress,
+        build_embedder=embedder_builder, loss_function=loss_function,
+        augmentation=augmentation, build_triplet_model=build_triplet_model,
+    )  # fmt: skip
     trainer.keep_checkpoints = keep_checkpoints
 
     untrained_path = trainer.checkpoint_dir / "untrained.json"
@@ -291,129 +236,86 @@ def train_row(
     evaluations = cache / "evaluations"  # the rows of one backbone start from the same weights
     if not (resume and trainer.restore()):
         untrained = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
-        _write_json(untrained_path, untrained)
+        write_json(untrained_path, untrained)
         if profile.pretrain_steps > 0:
-            weights, record = pretrained_weights(
-                backbone, profile, train, seed, cache / "pretrained", progress
-            )
+            with trainer.clock("warm start"):
+                weights, record = pretraining.pretrained_weights(
+                    backbone, profile, train, seed, cache / "pretrained", progress,
+                    build_embedder=embedder_builder,
+                )  # fmt: skip
             # The backbone only: the head starts random, as on top of ImageNet weights.
             models.get_backbone(trainer.embedder).load_weights(weights)
             keras.utils.set_random_seed(seed)  # the same state after a cache hit as after a miss
             evaluation_after = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
-            _write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
+            write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
     last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
     trainer.run(until_epoch=last_epoch)
     if trainer.epochs_completed < epochs:
-        return RunResult(row, out_dir, None, False, trainer.epochs_completed, epochs)
+        return RunResult(
+            row, out_dir, None, False, trainer.epochs_completed, epochs, trainer.phase_seconds
+        )
 
     test = {name: splits[name].images for name in ("query", "gallery")}
-    embeddings = {
-        name: models.embed_images(trainer.embedder, values, profile.embed_batch_size)
-        for name, values in test.items()
-    }
-    trained = evaluate_embeddings(
-        embeddings["query"], embeddings["gallery"], splits["query"], splits["gallery"]
-    )
-    with files.atomic_path(out_dir / "embedder.weights.h5") as temporary:
+    with trainer.clock("evaluations"):
+        embeddings = {
+            name: models.embed_images(trainer.embedder, values, profile.embed_batch_size)
+            for name, values in test.items()
+        }
+        trained = runs.evaluation_record(
+            evaluation.evaluate_embeddings(
+                embeddings["query"], embeddings["gallery"], splits["query"], splits["gallery"]
+            )
+        )
+    with files.atomic_path(out_dir / runs.WEIGHTS_FILE) as temporary:
         trainer.embedder.save_weights(temporary)
     runs.store_embeddings(out_dir, test, embeddings)  # what the notebooks ask for next
-    metrics = {
-        "row": row,
-        "backbone": backbone,
-        "loss": loss,
-        "mining": mining,
-        "profile": profile.name,
-        "dataset": config.dataset_kind(data_root),
-        "data_root": str(data_root),
-        "protocol": "market",
-        "seed": seed,
-        "trained": trained,
-        "untrained": _read_json(untrained_path),
-        **_pretrained_metrics(pretrained_path),
-        "train_seconds": round(trainer.train_seconds, 3),
-        "images_per_second": round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 3),
-    }
-    _write_json(out_dir / "metrics.json", metrics)
-    return RunResult(row, out_dir, metrics, False, epochs, epochs)
-
-
-def pretrained_weights(
-    backbone: str,
-    profile: config.Profile,
-    train: Split,
-    seed: int,
-    cache_dir: Path,
-    progress: bool = False,
-) -> tuple[Path, dict[str, Any]]:
-    """The backbone's weights after `profile.pretrain_steps` of identity classification on `train`.
-
-    Cached in `cache_dir` under a key of everything that shapes them (backbone, profile, seed,
-    training images and identities): the offline and online rows of one backbone, which hold out
-    the same validation identities, train it once. Returns the weights file and a record of the
-    pretraining (steps, loss, accuracy, seconds, whether it came from the cache).
-    """
-    fields = (
-        "image_height", "image_width", "weights", "freeze_layers", "batchnorm_momentum",
-        "augment", "pretrain_steps", "pretrain_batch_size", "pretrain_learning_rate",
-        "mildnet_pretrain_learning_rate",
-    )  # fmt: skip
-    digest = hashlib.sha256(
-        json.dumps(
-            {"backbone": backbone, "seed": seed, "backend": keras.backend.backend(),
-             **{name: getattr(profile, name) for name in fields}},
-            sort_keys=True,
-        ).encode()
-    )  # fmt: skip
-    digest.update(np.ascontiguousarray(train.images).tobytes())
-    digest.update(np.ascontiguousarray(train.person_ids).tobytes())
-    stem = f"{backbone}-{digest.hexdigest()[:16]}"
-    weights_path, record_path = cache_dir / f"{stem}.weights.h5", cache_dir / f"{stem}.json"
-    record = _read_json(record_path)
-    if record is not None and weights_path.is_file():
-        return weights_path, {**record, "cached": True}
-
-    keras.utils.set_random_seed(derived_seed(seed, PRETRAINING_STREAM))
-    # Nothing frozen: the row freezes its first `freeze_layers` once they hold learnt weights,
-    # as the thesis freezes ImageNet layers (frozen random layers are only noise).
-    embedder = build_row_embedder(backbone, profile.replace(freeze_layers=0))
-    augmentation = None
-    if profile.augment:
-        augmentation = augment.build_augmentation(seed=derived_seed(seed, PRETRAINING_STREAM))
-    record = pretraining.pretrain_by_identity(
-        embedder,
-        train.images,
-        train.person_ids,
-        steps=profile.pretrain_steps,
-        batch_size=profile.pretrain_batch_size,
-        learning_rate=profile.pretrain_learning_rate_of(backbone),
-        seed=derived_seed(seed, PRETRAINING_STREAM),
-        augmentation=augmentation,
-        progress=progress,
+    pretrained = read_json(pretrained_path) or {}
+    metrics = runs.RunMetrics(
+        row=row,
+        backbone=backbone,
+        loss=loss,
+        mining=mining,
+        profile=profile.name,
+        dataset=config.dataset_kind(data_root),
+        data_root=str(data_root),
+        protocol="market",
+        seed=seed,
+        trained=trained,
+        untrained=read_json(untrained_path),
+        pretrained=pretrained.get("evaluation"),
+        pretraining=pretrained.get("pretraining"),
+        train_seconds=round(trainer.train_seconds, 3),
+        images_per_second=round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 3),
     )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    temporary = weights_path.with_name(stem + ".tmp.weights.h5")
-    models.get_backbone(embedder).save_weights(temporary)
-    os.replace(temporary, weights_path)
-    _write_json(record_path, record)
-    return weights_path, {**record, "cached": False}
+    metrics.write(out_dir)
+    return RunResult(
+        row, out_dir, metrics.to_dict(), False, epochs, epochs, trainer.phase_seconds
+    )
 
 
-def _pretrained_metrics(path: Path) -> dict[str, Any]:
-    stored = _read_json(path)
-    if stored is None:
-        return {}
-    return {"pretrained": stored["evaluation"], "pretraining": stored["pretraining"]}
-
-
-class _Trainer:
-    """Model, optimizer, datasets and checkpoints of one run.
+class Trainer:
+    """Model, optimizer, datasets and checkpoints of one run (Section 3.3.1).
 
     `train_seconds` counts the epochs (training steps and validation) and mining;
-    `images_seen` the images fed to the network in training steps (3 per triplet).
+    `images_seen` the images fed to the network in training steps (3 per triplet);
+    `phase_seconds` the wall seconds of each phase (`clock`).
     """
 
     def __init__(
-        self, backbone, loss, mining_name, profile, seed, out_dir, train, validation, progress
+        self,
+        backbone: str,
+        loss: str,
+        mining_name: str,
+        profile: config.Profile,
+        seed: int,
+        out_dir: Path,
+        train: data.Split,
+        validation: data.Split | None,
+        progress: bool,
+        build_embedder: Callable[..., keras.Model] = models.build_embedder,
+        loss_function: keras.losses.Loss | None = None,
+        augmentation: keras.Layer | None = None,
+        build_triplet_model: Callable[..., keras.Model] | None = None,
     ):
         self.profile, self.seed, self.mining, self.progress = profile, seed, mining_name, progress
         self.out_dir, self.train, self.validation = out_dir, train, validation
@@ -421,31 +323,42 @@ class _Trainer:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.epochs_completed, self.train_seconds, self.images_seen = 0, 0.0, 0
         self.keep_checkpoints = 1  # epoch-* folders kept: the last one (latest.json) and more
+        self.phase_seconds: dict[str, float] = {}
 
-        self.embedder = build_row_embedder(backbone, profile)
-        augmentation = None
-        if profile.augment:
+        self.embedder = build_embedder(backbone, **profile.embedder_options())
+        if augmentation is None and profile.augment:
             augmentation = augment.build_augmentation(seed=derived_seed(seed, AUGMENTATION_STREAM))
         if mining_name == "offline":
-            self.model = models.build_triplet_model(self.embedder, augmentation)
+            build_model = build_triplet_model or models.build_triplet_model
+            self.model = build_model(self.embedder, augmentation)
         else:
             self.model = models.build_online_model(self.embedder, augmentation)
-        loss_class = losses.LOSSES[loss]
-        takes_margin = "margin" in inspect.signature(loss_class).parameters
+        if loss_function is None:
+            loss_class = losses.LOSSES[loss]
+            takes_margin = "margin" in inspect.signature(loss_class).parameters
+            loss_function = loss_class(margin=profile.margin) if takes_margin else loss_class()
         optimizer = keras.optimizers.Adam(learning_rate=profile.learning_rate)
-        self.model.compile(
-            optimizer=optimizer,
-            loss=loss_class(margin=profile.margin) if takes_margin else loss_class(),
-        )
+        self.model.compile(optimizer=optimizer, loss=loss_function)
         optimizer.build(self.model.trainable_variables)
         # Random-number state (augmentation, dropout) is in `variables` but not in `weights`.
         weight_ids = {id(weight) for weight in self.model.weights}
         self.seed_states = [v for v in self.model.variables if id(v) not in weight_ids]
 
-    def evaluate(self, query: Split, gallery: Split, cache_dir: Path) -> dict[str, Any]:
-        return cached_evaluation(
-            self.embedder, query, gallery, cache_dir, self.profile.embed_batch_size
-        )
+    @contextlib.contextmanager
+    def clock(self, phase: str) -> Iterator[None]:
+        """Add the wall seconds of the `with` block to `phase_seconds[phase]`."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + elapsed
+
+    def evaluate(self, query: data.Split, gallery: data.Split, cache_dir: Path) -> dict[str, Any]:
+        with self.clock("evaluations"):
+            return runs.cached_evaluation(
+                self.embedder, query, gallery, cache_dir, self.profile.embed_batch_size
+            )
 
     # --- training -----------------------------------------------------------------------------
     def iterations(self) -> list[tuple[int, int, int]]:
@@ -462,7 +375,8 @@ class _Trainer:
             end_epoch = min(end_epoch, until_epoch)
             if self.epochs_completed < end_epoch:
                 dataset, validation = self._datasets(iteration, first_epoch)
-                self._fit(dataset, validation, iteration, end_epoch)
+                with self.clock("triplet fits"):
+                    self._fit(dataset, validation, iteration, end_epoch)
 
     def _datasets(self, iteration: int, first_epoch: int):
         profile, train, held_out = self.profile, self.train, self.validation
@@ -487,8 +401,11 @@ class _Trainer:
                 k=profile.pk_images,
                 seed=validation_seed,
             )
-            return dataset, _FixedEpoch(validation)
-        hard_negatives = self._hard_negatives(iteration, first_epoch) if iteration > 1 else {}
+            return dataset, sampling.FixedEpoch(validation)
+        hard_negatives = {}
+        if iteration > 1:
+            with self.clock("mining"):
+                hard_negatives = self._hard_negatives(iteration, first_epoch)
         dataset = sampling.TripletDataset(
             train.images,
             train.person_ids,
@@ -508,13 +425,13 @@ class _Trainer:
             batch_size=profile.triplet_batch_size,
             seed=validation_seed,
         )
-        return dataset, _FixedEpoch(validation)
+        return dataset, sampling.FixedEpoch(validation)
 
     def _hard_negatives(self, iteration: int, first_epoch: int) -> dict[int, np.ndarray]:
         """Mined with the weights that ended the previous iteration (or reloaded: resume)."""
         path = self.checkpoint_dir / f"hard_negatives_iteration{iteration}.npz"
         if path.is_file():
-            return _load_hard_negatives(path)
+            return runs.load_hard_negatives(path)
         if self.epochs_completed != first_epoch:
             raise ValueError(
                 f"{self.checkpoint_dir} holds a checkpoint inside iteration {iteration} but not "
@@ -539,11 +456,11 @@ class _Trainer:
                 f"{neighbours} nearest neighbours share its identity; it trains on random triplets",
                 stacklevel=2,
             )
-        _save_hard_negatives(path, mined)
-        records = _read_json(self.out_dir / "mining.json") or []
+        runs.save_hard_negatives(path, mined)
+        records = read_json(self.out_dir / "mining.json") or []
         records = [record for record in records if record["iteration"] != iteration]
         records.append({"iteration": iteration, **stats.to_dict(), "usable_anchors": len(mined)})
-        _write_json(self.out_dir / "mining.json", records)
+        write_json(self.out_dir / "mining.json", records)
         return mined
 
     def _fit(self, dataset, validation, iteration: int, end_epoch: int) -> None:
@@ -587,7 +504,7 @@ class _Trainer:
         files.save_npz_atomic(
             folder / "state.npz", **{k: keras.ops.convert_to_numpy(v) for k, v in state.items()}
         )
-        _write_json(
+        write_json(
             self.checkpoint_dir / "latest.json",
             {
                 "folder": name,
@@ -603,7 +520,7 @@ class _Trainer:
 
     def restore(self) -> bool:
         """Load the last checkpoint, if there is one: weights, optimizer, random state, counters."""
-        pointer = _read_json(self.checkpoint_dir / "latest.json")
+        pointer = read_json(self.checkpoint_dir / "latest.json")
         if pointer is None:
             return False
         folder = self.checkpoint_dir / pointer["folder"]
@@ -621,23 +538,8 @@ class _Trainer:
         self.epochs_completed = int(pointer["epochs_completed"])
         self.train_seconds = float(pointer["train_seconds"])
         self.images_seen = int(pointer["images_seen"])
-        _truncate_history(self.out_dir / "history.csv", self.epochs_completed)
+        runs.truncate_history(self.out_dir / "history.csv", self.epochs_completed)
         return True
-
-
-class _FixedEpoch(sampling.Batches):
-    """Always the batches of epoch 0, so that validation losses of all epochs compare."""
-
-    def __init__(self, dataset) -> None:
-        super().__init__()
-        self.dataset = dataset
-        dataset.set_epoch(0)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        return self.dataset[index]
 
 
 class _SetEpoch(keras.callbacks.Callback):
@@ -652,7 +554,7 @@ class _SetEpoch(keras.callbacks.Callback):
 
 
 class _EpochClock(keras.callbacks.Callback):
-    def __init__(self, trainer: _Trainer, images_per_epoch: int) -> None:
+    def __init__(self, trainer: Trainer, images_per_epoch: int) -> None:
         super().__init__()
         self.trainer, self.images_per_epoch, self.started = trainer, images_per_epoch, 0.0
 
@@ -685,15 +587,16 @@ class _HistoryWriter(keras.callbacks.Callback):
 
 
 class _Checkpoint(keras.callbacks.Callback):
-    def __init__(self, trainer: _Trainer) -> None:
+    def __init__(self, trainer: Trainer) -> None:
         super().__init__()
         self.trainer = trainer
 
     def on_epoch_end(self, epoch, logs=None):
-        self.trainer.save()
+        with self.trainer.clock("checkpoints"):
+            self.trainer.save()
 
 
-# --- data ---------------------------------------------------------------------------------------
+# --- arguments ----------------------------------------------------------------------------------
 def _check_arguments(profile, seed, stop_after_epochs) -> None:
     if not isinstance(profile, config.Profile):
         raise ValueError(
@@ -725,109 +628,8 @@ def _check_data_root(data_root) -> Path:
     return root.resolve()
 
 
-def load_splits(
-    data_root: Path, profile: config.Profile, cache_dir: Path | None, progress: bool = False
-) -> dict[str, Split]:
-    """ "train" (junk and distractors dropped), "gallery" and "query" at the profile's size."""
-    metadata = data.load_market1501(data_root, progress=progress)
-    splits = {}
-    for name in data.DEFAULT_SPLITS:
-        rows = metadata[metadata["split"] == name]
-        if name == "train":
-            rows = rows[rows["person_id"] > 0]
-        rows = rows.reset_index(drop=True)
-        if rows.empty:
-            raise ValueError(f"{data_root}: {data.SPLIT_FOLDERS[name]}/ has no usable images")
-        pixels = images.load_image_array(
-            rows, profile.image_height, profile.image_width, cache_dir, progress=progress
-        )
-        person_ids, camera_ids = (rows[c].to_numpy(np.int64) for c in ("person_id", "camera_id"))
-        splits[name] = Split(pixels, person_ids, camera_ids)
-    return splits
-
-
-# --- files --------------------------------------------------------------------------------------
-RUN_FILES = (
-    "checkpoints", "history.csv", "metrics.json", "mining.json", "embedder.weights.h5",
-    "embeddings.npz",
-)  # fmt: skip
-
-
-def _check_out_dir(out_dir: Path, run_config: dict[str, Any], overwrite: bool) -> None:
-    """Refuse, before anything is read or written, an `out_dir` that is not ours to write: a
-    file, a non-empty folder that is not a run, a run of another config (unless `overwrite`)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} is a file; expected a run folder (new, empty, or a run)")
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return
-    existing = _read_json(out_dir / "config.json")
-    if existing is None:
-        raise ValueError(
-            f"--out {out_dir} is not empty and holds no config.json of a tripletlib run, so it is "
-            "left alone; choose another folder (new or empty)"
-        )
-    if existing != run_config and not overwrite:
-        changed = sorted(key for key in run_config if existing.get(key) != run_config[key])
-        raise ValueError(
-            f"--out {out_dir} holds a run of another config ({', '.join(changed)} differ); pass "
-            "--overwrite (overwrite=True) to replace it, or choose another folder (the same "
-            "config would be resumed)"
-        )
-
-
-def _prepare_out_dir(out_dir: Path, run_config: dict[str, Any], resume: bool) -> None:
-    """Write config.json; discard what an earlier run left there unless it is resumed (same
-    config and a checkpoint to resume from). `_check_out_dir` has allowed it."""
-    existing = _read_json(out_dir / "config.json")
-    for leftover in files.leftover_temporary_files(out_dir) if out_dir.is_dir() else []:
-        leftover.unlink()  # half-written by a killed run; the file it was meant to replace holds
-    has_checkpoint = (out_dir / "checkpoints" / "latest.json").is_file()
-    if existing != run_config or not resume or not has_checkpoint:
-        for name in RUN_FILES + tuple(p.name for p in out_dir.glob("evaluation_*.json")):
-            path = out_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "config.json", run_config)
-
-
-def _truncate_history(path: Path, epochs_completed: int) -> None:
-    """Drop rows of epochs after the checkpoint (written just before an interruption)."""
-    if path.is_file():
-        lines = path.read_text().splitlines()
-        kept = lines[:1] + [
-            line for line in lines[1:] if int(line.split(",")[0]) < epochs_completed
-        ]
-        files.write_text_atomic(path, "".join(line + "\n" for line in kept))
-
-
-def _save_hard_negatives(path: Path, hard_negatives: dict[int, np.ndarray]) -> None:
-    anchors = np.array(sorted(hard_negatives), dtype=np.int64)
-    counts = np.array([len(hard_negatives[a]) for a in anchors], dtype=np.int64)
-    rows = np.concatenate([hard_negatives[a] for a in anchors] + [np.empty(0, np.int64)])
-    files.save_npz_atomic(path, anchors=anchors, counts=counts, rows=rows)
-
-
-def _load_hard_negatives(path: Path) -> dict[int, np.ndarray]:
-    with np.load(path) as stored:
-        anchors, counts, rows = stored["anchors"], stored["counts"], stored["rows"]
-    ends = np.cumsum(counts)
-    return {int(a): rows[e - n : e] for a, n, e in zip(anchors, counts, ends, strict=True)}
-
-
 def _plain(value: Any) -> Any:
     """A NumPy or backend scalar as a Python number for the CSV file; None as an empty cell."""
     if value is None:
         return ""
     return value if isinstance(value, int | str) else float(value)
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _write_json(path: Path, value: Any) -> None:
-    """Write through a temporary file, so that an interruption never leaves half a file."""
-    files.write_json_atomic(path, value)

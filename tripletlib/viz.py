@@ -150,29 +150,6 @@ def plot_sample_images(
     return figure
 
 
-def triplet_difficulty(
-    positive_distances: Any, negative_distances: Any, margin: float
-) -> list[str]:
-    """Name each triplet "easy", "semi-hard" or "hard" from its distances (Sec. 3.2.3, Fig. 3.10).
-
-    easy: d(a,n) >= d(a,p) + margin (zero loss, Eq. 3.3); semi-hard: d(a,p) < d(a,n) < d(a,p) +
-    margin; hard: d(a,n) <= d(a,p). Distances are squared Euclidean, as in the thesis.
-    """
-    positive = np.asarray(positive_distances, dtype=float).reshape(-1)
-    negative = np.asarray(negative_distances, dtype=float).reshape(-1)
-    if positive.shape != negative.shape:
-        raise ValueError(
-            f"positive_distances ({positive.size}) and negative_distances ({negative.size}) "
-            "must have the same length"
-        )
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    return [
-        "easy" if n >= p + margin else "hard" if n <= p else "semi-hard"
-        for p, n in zip(positive, negative, strict=True)
-    ]
-
-
 def plot_triplets(
     anchor: Any,
     positive: Any,
@@ -187,7 +164,7 @@ def plot_triplets(
 
     `labels` captions each row (e.g. "easy", "semi-hard", "hard"). `distances` is an optional
     ``(N, 2)`` array of (d(a,p), d(a,n)) added to the captions; with `margin` and no `labels`, the
-    captions are computed by `triplet_difficulty`.
+    captions are computed by `sampling.classify_triplets` (Section 3.2.3).
     """
     anchor = _as_images(anchor, "anchor")
     positive = _as_images(positive, "positive")
@@ -204,7 +181,9 @@ def plot_triplets(
         if distances.shape != (count, 2):
             raise ValueError(f"distances must have shape ({count}, 2), got {distances.shape}")
         if labels is None and margin is not None:
-            labels = triplet_difficulty(distances[:, 0], distances[:, 1], margin)
+            from tripletlib.sampling import classify_triplets
+
+            labels = classify_triplets(distances[:, 0], distances[:, 1], margin).tolist()
     figure = Figure(figsize=(4.5, 2.8 * count + 0.6))
     for row in range(count):
         for column, (name, images) in enumerate(
@@ -325,6 +304,46 @@ def plot_cmc(
     axes.grid(True, alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
     axes.set_title(_dataset_title("CMC curve", dataset))
+    figure.tight_layout()
+    return figure
+
+
+def plot_loss_curves(
+    margin: float = 0.2,
+    positive_distances: Sequence[float] = (0.5, 1.2),
+    beta: float = 4.0,
+    max_distance: float = 4.0,
+    points: int = 200,
+) -> Figure:
+    """Fig. 3.13 beside Eq. 3.3: each cost as a function of a squared distance in [0, D].
+
+    Left: the triplet loss (`losses.triplet_costs`) against d(a,n) for each d(a,p) in
+    `positive_distances`, flat at zero once d(a,n) >= d(a,p) + margin. Right: the two terms of
+    the lossless triplet loss (`losses.lossless_triplet_costs`, Eq. 3.6), the associative one
+    against x = d(a,p) and the contrastive one against x = d(a,n); neither is ever zero.
+    """
+    from keras import ops
+
+    from tripletlib import losses
+
+    if not max_distance > 0 or int(points) < 2:
+        raise ValueError(f"need max_distance > 0 and points >= 2; got {max_distance!r}, {points!r}")
+    distance = np.linspace(0.0, max_distance, int(points)).astype("float32")
+    figure = Figure(figsize=(10, 3.5))
+    left, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    for positive in positive_distances:
+        costs = losses.triplet_costs(np.full_like(distance, positive), distance, margin)
+        left.plot(distance, ops.convert_to_numpy(costs), label=f"d(a,p) = {positive}")
+    left.set(xlabel="d(a,n)", ylabel="triplet loss", title=f"Eq 3.3 (margin {margin})")
+    left.legend()
+    # One sweep gives both curves: x is d(a,p) for the associative term and d(a,n) for the other.
+    associative, contrastive = losses.lossless_triplet_costs(
+        distance, distance, beta=beta, max_distance=max_distance
+    )
+    right.plot(distance, ops.convert_to_numpy(associative), label="associative term, x = d(a,p)")
+    right.plot(distance, ops.convert_to_numpy(contrastive), label="contrastive term, x = d(a,n)")
+    right.set(xlabel="x", ylim=(0, 6), title=f"Eq 3.6 (D = {max_distance:g}, beta = {beta:g})")
+    right.legend()
     figure.tight_layout()
     return figure
 

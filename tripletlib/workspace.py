@@ -2,7 +2,9 @@
 
 A notebook opens `Workspace(PROFILE, DATA_ROOT, OUTPUT_DIR, SEED)` from its parameters cell and asks it
 for what it needs; anything expensive (generating the synthetic dataset, decoding images, training a
-row) is done once and found again by the next notebook under OUTPUT_DIR.
+row) is done once and found again by the next notebook under OUTPUT_DIR. Everything a book run
+caches (decoded images, warm starts, untrained evaluations) lives in one folder, OUTPUT_DIR/.cache;
+the rows train into OUTPUT_DIR/runs/<row>/.
 """
 
 from __future__ import annotations
@@ -16,23 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tripletlib import config, viz
-
-
-@dataclass
-class SplitArrays:
-    """The metadata rows of one split and their decoded images (same order)."""
-
-    metadata: pd.DataFrame
-    images: np.ndarray
-
-    @property
-    def person_ids(self) -> np.ndarray:
-        return self.metadata["person_id"].to_numpy()
-
-    @property
-    def camera_ids(self) -> np.ndarray:
-        return self.metadata["camera_id"].to_numpy()
+from tripletlib import config, data, viz
 
 
 @dataclass
@@ -42,7 +28,7 @@ class Workspace:
     output_dir: str | Path = "../results/ci"
     seed: int = 0
     progress: bool = False
-    _splits: dict[str, SplitArrays] = field(default_factory=dict, repr=False)
+    _splits: dict[str, data.Split] = field(default_factory=dict, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,22 +78,20 @@ class Workspace:
 
         return load_market1501(self.ensure_dataset())
 
-    def split(self, name: str) -> SplitArrays:
-        """Metadata and uint8 images (profile size) of "train", "gallery" or "query"."""
-        if name not in self._splits:
-            from tripletlib.images import load_image_array
+    @property
+    def cache_dir(self) -> Path:
+        """The book run's one cache: decoded images, warm starts and untrained evaluations."""
+        return self.output_dir / ".cache"
 
-            rows = self.metadata[self.metadata["split"] == name].reset_index(drop=True)
-            if rows.empty:
-                raise ValueError(f"split {name!r} has no images in {self.dataset_root}")
-            images = load_image_array(
-                rows,
-                self.profile.image_height,
-                self.profile.image_width,
-                cache_dir=self.output_dir / ".cache",
+    def split(self, name: str) -> data.Split:
+        """Images (profile size), ids and metadata rows of "train", "gallery" or "query"
+        (`data.load_splits`: the same arrays the rows train and are evaluated on)."""
+        if name not in self._splits:
+            self._splits[name] = data.load_splits(
+                self.ensure_dataset(), self.profile.image_height, self.profile.image_width,
+                cache_dir=self.cache_dir, splits=(name,), metadata=self.metadata,
                 progress=self.progress,
-            )
-            self._splits[name] = SplitArrays(rows, images)
+            )[name]  # fmt: skip
         return self._splits[name]
 
     def run_dir(self, row: str) -> Path:
@@ -128,6 +112,7 @@ class Workspace:
             data_root=self.ensure_dataset(),
             out_dir=self.run_dir(row),
             seed=self.seed,
+            cache_dir=self.cache_dir,
             progress=self.progress if progress is None else progress,
         )
         return self.run_metrics(row)
@@ -137,6 +122,18 @@ class Workspace:
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: train the row {row!r} first")
         return json.loads(path.read_text())
+
+    def learning_report(self, rows: list[str] | tuple[str, ...], ratio: float = 1.0) -> str:
+        """The recorded "it learns" check, one line per row: does the trained test mAP beat
+        `ratio` x the untrained (random-weights) one? (`runs.trained_beats_untrained`)"""
+        from tripletlib.runs import trained_beats_untrained
+
+        lines = []
+        for row in rows:
+            beats = trained_beats_untrained(self.run_metrics(row), ratio)
+            times = "" if ratio == 1.0 else f" x {ratio}"
+            lines.append(f"{row}: trained mAP beats untrained mAP{times}: {beats}")
+        return "\n".join(lines)
 
     def results_table(self, rows: list[str] | tuple[str, ...]) -> pd.DataFrame:
         """Rank-1 / Rank-5 / mAP (%) of trained rows, one line each: untrained (random weights),
@@ -187,14 +184,14 @@ class Workspace:
         return squared_distances(*self.test_embeddings(row))
 
     def evaluate(self, row: str, protocol: str = "market", ap: str = "noninterpolated"):
-        """Rank-k / CMC / mAP of a trained row on the test split (Section 4.1)."""
-        from tripletlib.evaluation import evaluate
+        """Rank-k / CMC / mAP of a trained row on the test split (Section 4.1), through the
+        package's one evaluation path (`evaluation.evaluate_embeddings`)."""
+        from tripletlib.evaluation import evaluate_embeddings
 
-        query, gallery = self.split("query"), self.split("gallery")
-        return evaluate(
-            self.distances(row), query.person_ids, gallery.person_ids,
-            query.camera_ids, gallery.camera_ids, protocol=protocol, ap=ap,
-        )
+        return evaluate_embeddings(
+            *self.test_embeddings(row), self.split("query"), self.split("gallery"),
+            protocol=protocol, ap=ap,
+        )  # fmt: skip
 
     def ranked_list_figure(self, row: str, queries: list[int] | np.ndarray, k: int = 8):
         """Figs 4.4/4.6/4.9: queries (black), correct (green) and wrong (red) top-k matches."""
