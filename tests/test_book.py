@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tripletlib import config
+from tripletlib import config, pretraining
 from tripletlib.book import list_notebooks, run_book
 from tripletlib.runs import RunMetrics
 
@@ -60,7 +60,7 @@ def test_ci_book_batch_writes_tables_figures_and_trained_rows():
         assert metrics.trained_beats_untrained(MIN_MAP_RATIO), (
             f"{row}: mAP {untrained:.3f} -> {trained:.3f}"
         )
-        assert metrics.pretraining["steps"] == config.PROFILES["ci"].pretrain_steps, row
+        assert metrics.pretraining["steps"] == pretraining.WARM_START_RECIPE["steps"], row
     table_41 = (RESULTS / "tables" / "table_4_1.md").read_text()
     assert "synthetic" in table_41.lower() and "79.5" in table_41
 

@@ -113,7 +113,9 @@ def run_book(
             print(f"    done in {elapsed:.0f} s", flush=True)
 
     runs = load_run_metrics(sorted((out_dir / "runs").glob("*/metrics.json")))
-    result.tables = write_thesis_tables(runs, out_dir / "tables")
+    baseline_path = out_dir / "baseline.json"  # written by the notebooks (Workspace)
+    baseline = json.loads(baseline_path.read_text()) if baseline_path.is_file() else None
+    result.tables = write_thesis_tables(runs, out_dir / "tables", baseline=baseline)
     total = time.perf_counter() - started
     (out_dir / "book_run.json").write_text(
         json.dumps(

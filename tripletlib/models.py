@@ -69,6 +69,99 @@ class StackEmbeddings(layers.Layer):
         return ops.stack(inputs, axis=1)
 
 
+INPUT_NORMALIZATIONS = ("caffe", "per-image")
+# Stage layout of ResNet-50 (He et al. 2016, Table 1): blocks and bottleneck widths per stage.
+RESNET50_STAGES = ((3, 64), (4, 128), (6, 256), (3, 512))
+# VGG16's five blocks (Simonyan and Zisserman 2015, configuration D): filters and convolutions.
+VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+
+
+@keras.saving.register_keras_serializable(package="tripletlib")
+class PerImageStandardization(layers.Layer):
+    """Each image's channels to zero mean and unit spread: `(x - mean) / (std + 1)` per image and
+    channel. The CPU profiles' input normalisation (the thesis' ImageNet weights expect "caffe"):
+    it takes each camera's colour cast and brightness out of the pixels, as grey-world colour
+    constancy does, so that a network trained from random weights does not learn the cameras."""
+
+    def call(self, inputs):
+        images = ops.cast(inputs, "float32")
+        mean = ops.mean(images, axis=(1, 2), keepdims=True)
+        spread = ops.std(images, axis=(1, 2), keepdims=True)
+        return (images - mean) / (spread + 1.0)
+
+
+def _input_normalization(kind: str):
+    if kind == "caffe":
+        return CaffePreprocessing(name="caffe_preprocessing")
+    if kind == "per-image":
+        return PerImageStandardization(name="per_image_standardization")
+    raise ValueError(f"input_normalization must be one of {INPUT_NORMALIZATIONS}; got {kind!r}")
+
+
+def _scaled(filters: int, width: float) -> int:
+    return max(8, int(round(filters * width)))
+
+
+def _bottleneck(x, filters, stride, momentum, name, first):
+    """ResNet-50's bottleneck block (1x1, 3x3, 1x1 convolutions, 4x wider output, skip
+    connection), keras.applications' layer names; the residual branch's last BatchNorm starts at
+    zero (Goyal et al. 2017), so that each block starts as the identity."""
+
+    def batchnorm(suffix, gamma="ones"):
+        return layers.BatchNormalization(
+            momentum=momentum, epsilon=1.001e-5, gamma_initializer=gamma, name=name + suffix
+        )
+
+    shortcut = x
+    if first:
+        shortcut = layers.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
+        shortcut = batchnorm("_0_bn")(shortcut)
+    x = layers.Conv2D(filters, 1, strides=stride, name=name + "_1_conv")(x)
+    x = layers.Activation("relu", name=name + "_1_relu")(batchnorm("_1_bn")(x))
+    x = layers.Conv2D(filters, 3, padding="same", name=name + "_2_conv")(x)
+    x = layers.Activation("relu", name=name + "_2_relu")(batchnorm("_2_bn")(x))
+    x = layers.Conv2D(4 * filters, 1, name=name + "_3_conv")(x)
+    x = batchnorm("_3_bn", gamma="zeros")(x)
+    x = layers.Add(name=name + "_add")([shortcut, x])
+    return layers.Activation("relu", name=name + "_out")(x)
+
+
+def scaled_resnet50(input_shape, width: float, batchnorm_momentum: float = 0.99) -> keras.Model:
+    """ResNet-50's bottleneck stages (3, 4, 6, 3 blocks) at `width` times its channels, for small
+    inputs: the 7x7 stride-2 stem without the max-pool (a 64x32 image leaves stage 5 at 4x2,
+    as a 128x64 one does in the original). Random weights; keras.applications' layer names."""
+    shape = _check_image_shape(input_shape)
+    inputs = keras.Input(shape)
+    x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    x = layers.Conv2D(_scaled(64, width), 7, strides=2, name="conv1_conv")(x)
+    x = layers.BatchNormalization(momentum=batchnorm_momentum, epsilon=1.001e-5, name="conv1_bn")(x)
+    x = layers.Activation("relu", name="conv1_relu")(x)
+    for stage, (blocks, filters) in enumerate(RESNET50_STAGES, start=2):
+        for block in range(1, blocks + 1):
+            stride = 2 if block == 1 and stage > 2 else 1
+            x = _bottleneck(
+                x, _scaled(filters, width), stride, batchnorm_momentum,
+                f"conv{stage}_block{block}", first=block == 1,
+            )  # fmt: skip
+    return keras.Model(inputs, x, name=BACKBONE_LAYER_NAMES["resnet50"])
+
+
+def scaled_vgg16(input_shape, width: float) -> keras.Model:
+    """VGG16's 13 convolutions in five blocks at `width` times its channels, He-initialised for
+    training from random weights; keras.applications' layer names (`block1_conv1` ...)."""
+    shape = _check_image_shape(input_shape)
+    inputs = keras.Input(shape)
+    x = inputs
+    for block, (filters, convolutions) in enumerate(VGG16_BLOCKS, start=1):
+        for index in range(1, convolutions + 1):
+            x = layers.Conv2D(
+                _scaled(filters, width), 3, padding="same", activation="relu",
+                kernel_initializer="he_normal", name=f"block{block}_conv{index}",
+            )(x)  # fmt: skip
+        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    return keras.Model(inputs, x, name="vgg16")
+
+
 def _check_image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(input_shape)
     if (
@@ -115,6 +208,14 @@ def _check_fraction(value: float, name: str) -> None:
         raise ValueError(f"{name} must be in [0, 1); got {value!r}")
 
 
+def _check_width(width: float, weights: str | None) -> float:
+    if isinstance(width, bool) or not isinstance(width, int | float) or not 0.0 < width <= 1.0:
+        raise ValueError(f"width must be a number in (0, 1]; got {width!r}")
+    if width < 1.0 and weights == "imagenet":
+        raise ValueError(f"ImageNet weights exist for width 1 only; got width {width}")
+    return float(width)
+
+
 def _freeze_first_layers(backbone: keras.Model, freeze_layers: int) -> None:
     """Freeze `backbone.layers[:freeze_layers]` (input layer included, as in Keras and MILDNet)."""
     if isinstance(freeze_layers, bool) or not isinstance(freeze_layers, int):
@@ -142,26 +243,35 @@ def build_resnet50_embedder(
     freeze_layers: int = 10,
     l2_normalize: bool = True,
     batchnorm_momentum: float = 0.99,
+    width: float = 1.0,
+    input_normalization: str = "caffe",
     name: str = "resnet50_embedder",
 ) -> keras.Model:
     """Modified ResNet-50 of Section 3.2.2 (Figure 3.9): images `(B, H, W, 3)` -> `(B, D)`.
 
     `weights`: None (random), "imagenet" or the path of a backbone weights file.
     `batchnorm_momentum` applies to the head's and the backbone's BatchNorm layers.
+    `width` 1: keras.applications' ResNet-50 (ImageNet weights possible); below 1:
+    `scaled_resnet50` (the CPU profiles). `input_normalization`: "caffe" (ImageNet's) or
+    "per-image" (`PerImageStandardization`).
     """
     shape = _check_image_shape(input_shape)
     _check_positive_int(embedding_dim, "embedding_dim")
     _check_fraction(batchnorm_momentum, "batchnorm_momentum")
-    backbone = keras.applications.ResNet50(
-        include_top=False, weights=_check_weights(weights), input_shape=shape
-    )
-    for layer in backbone.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.momentum = batchnorm_momentum
+    weights = _check_weights(weights)
+    if _check_width(width, weights) == 1.0:
+        backbone = keras.applications.ResNet50(include_top=False, weights=weights, input_shape=shape)
+        for layer in backbone.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = batchnorm_momentum
+    else:
+        backbone = scaled_resnet50(shape, width, batchnorm_momentum)
+        if weights is not None:
+            backbone.load_weights(weights)
     _freeze_first_layers(backbone, freeze_layers)
 
     images = keras.Input(shape=shape, dtype="float32", name="images")
-    features = backbone(CaffePreprocessing(name="caffe_preprocessing")(images))
+    features = backbone(_input_normalization(input_normalization)(images))
     x = layers.GlobalAveragePooling2D(name="global_average_pooling")(features)
     x = layers.Dense(1024, name="dense_1024")(x)
     x = layers.BatchNormalization(momentum=batchnorm_momentum, name="dense_1024_bn")(x)
@@ -177,19 +287,26 @@ def build_mildnet_embedder(
     freeze_layers: int = 10,
     l2_normalize: bool = True,
     dropout: float = 0.6,
+    width: float = 1.0,
+    input_normalization: str = "caffe",
     name: str = "mildnet_embedder",
 ) -> keras.Model:
     """MILDNet of Section 3.2.2 (Figure 3.8): VGG16 with GAP skip connections -> `(B, D)`.
 
-    The five pooled block outputs are concatenated to 1472 values (layer "concatenate_1472"), then
-    Dense 2048 ReLU -> Dropout -> Dense `embedding_dim` -> L2 normalisation.
+    The five pooled block outputs are concatenated to 1472 values (layer "concatenate_1472"; `width`
+    times that below 1), then Dense 2048 ReLU -> Dropout -> Dense `embedding_dim` -> L2
+    normalisation. `width` 1: keras.applications' VGG16; below 1: `scaled_vgg16`.
     """
     shape = _check_image_shape(input_shape)
     _check_positive_int(embedding_dim, "embedding_dim")
     _check_fraction(dropout, "dropout")
-    vgg = keras.applications.VGG16(
-        include_top=False, weights=_check_weights(weights), input_shape=shape
-    )
+    weights = _check_weights(weights)
+    if _check_width(width, weights) == 1.0:
+        vgg = keras.applications.VGG16(include_top=False, weights=weights, input_shape=shape)
+    else:
+        vgg = scaled_vgg16(shape, width)
+        if weights is not None:
+            vgg.load_weights(weights)
     _freeze_first_layers(vgg, freeze_layers)
     # The same layers (and weights) as `vgg`, with the five block outputs exposed.
     backbone = keras.Model(
@@ -199,7 +316,7 @@ def build_mildnet_embedder(
     )
 
     images = keras.Input(shape=shape, dtype="float32", name="images")
-    block_outputs = backbone(CaffePreprocessing(name="caffe_preprocessing")(images))
+    block_outputs = backbone(_input_normalization(input_normalization)(images))
     pooled = [
         layers.GlobalAveragePooling2D(name=f"gap_{layer_name}")(output)
         for layer_name, output in zip(MILDNET_POOL_LAYERS, block_outputs, strict=True)

@@ -27,7 +27,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tripletlib import augment, config, data, models, runs, sampling
+from tripletlib import augment, config, data, losses, models, runs, sampling
 
 CLASSIFIER_FEATURES_LAYER = "embedding"  # the embedder's Dense layer before L2 normalisation
 
@@ -134,3 +134,121 @@ def pretrained_weights(
     os.replace(temporary, weights_path)
     runs.write_json(record_path, record)
     return weights_path, {**record, "cached": False}
+
+
+class _WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up over `warmup_steps`, then a half cosine down to 0 at `steps`."""
+
+    def __init__(self, learning_rate: float, steps: int, warmup_steps: int) -> None:
+        self.learning_rate, self.steps, self.warmup_steps = learning_rate, steps, warmup_steps
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warmup = keras.ops.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
+        progress = keras.ops.minimum(step / self.steps, 1.0)
+        return self.learning_rate * warmup * 0.5 * (1.0 + keras.ops.cos(np.pi * progress))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"learning_rate": self.learning_rate, "steps": self.steps,
+                "warmup_steps": self.warmup_steps}  # fmt: skip
+
+
+class _LabelledPK(sampling.Batches):
+    """P x K batches with targets (person ids for the triplet loss, class indices for softmax)."""
+
+    def __init__(self, batches: sampling.PKDataset) -> None:
+        super().__init__()
+        self.batches = batches
+        self.classes = {int(pid): i for i, pid in enumerate(batches.identities)}
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        images, person_ids = self.batches[index]
+        classes = np.array([self.classes[int(pid)] for pid in person_ids], dtype=np.int32)
+        return images, (person_ids, classes)
+
+
+def train_warm_start(
+    embedder: keras.Model,
+    images: np.ndarray,
+    person_ids: np.ndarray,
+    steps: int,
+    p: int = 16,
+    k: int = 4,
+    learning_rate: float = 1e-3,
+    warmup_steps: int = 50,
+    margin: float = 0.2,
+    seed: int = 0,
+    augmentation: keras.Layer | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train `embedder` in place on a pool of people that no book split holds: ImageNet's role.
+
+    The loss is the batch-all triplet loss (Section 3.2.3) on the L2-normalised embedding plus
+    softmax cross-entropy over the pool's identities on the layer "embedding" (a classifier that
+    is thrown away), on P x K batches behind `augmentation`; Adam with a linear warm-up and a
+    cosine decay. Returns the recipe, the last losses and the seconds it took.
+    """
+    batches = sampling.PKDataset(images, person_ids, p=p, k=k, steps_per_epoch=steps, seed=seed)
+    inputs = keras.Input(embedder.inputs[0].shape[1:], dtype="float32", name="images")
+    augmented = augmentation(inputs) if augmentation is not None else inputs
+    features = keras.Model(embedder.inputs, [embedder.output,
+                                             embedder.get_layer(CLASSIFIER_FEATURES_LAYER).output])
+    embeddings, before_normalisation = features(augmented)
+    logits = keras.layers.Dense(len(batches.identities), name="identity_logits")(
+        before_normalisation
+    )
+    model = keras.Model(inputs, [embeddings, logits], name="warm_start")
+    model.compile(
+        optimizer=keras.optimizers.Adam(_WarmupCosine(learning_rate, steps, warmup_steps)),
+        loss=[
+            losses.BatchAllTripletLoss(margin=margin),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        ],
+        jit_compile=keras.backend.backend() != "tensorflow",  # XLA is slower on TF's CPU path
+    )
+    started = time.perf_counter()
+    history = model.fit(_LabelledPK(batches), epochs=1, shuffle=False,
+                        verbose=1 if progress else 0)  # fmt: skip
+    last = {key: round(float(values[-1]), 4) for key, values in history.history.items()}
+    return {
+        "steps": steps, "p": p, "k": k, "learning_rate": learning_rate,
+        "warmup_steps": warmup_steps, "margin": margin, "identities": len(batches.identities),
+        "images": int(len(person_ids)), "losses": last,
+        "seconds": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+
+
+# The shipped warm starts of the CPU profiles (`ci`, `cpu`): a synthetic pool of people drawn with
+# its own seed, so that none of them is in a book split (the book's sets use seeds 0-2), trained
+# by `train_warm_start`; `scripts/make_warm_starts.py` reproduces the files in WARM_START_DIR.
+WARM_START_DIR = Path(__file__).resolve().parent / "warm_starts"
+WARM_START_POOL = {"train_ids": 600, "test_ids": 4, "seed": 1000}
+WARM_START_RECIPE = {
+    "input_shape": (64, 32, 3), "width": 0.25, "input_normalization": "per-image",
+    "batchnorm_momentum": 0.9, "steps": 3000, "p": 16, "k": 4, "warmup_steps": 50,
+    "margin": 0.2, "colour_gain": 0.2, "brightness": 0.2, "seed": 0,
+    "learning_rate": {"resnet50": 1e-3, "mildnet": 3e-4},
+}  # fmt: skip
+
+
+def warm_start_path(backbone: str) -> Path:
+    """The shipped backbone weights of `backbone` for the CPU profiles (see WARM_START_RECIPE)."""
+    recipe = WARM_START_RECIPE
+    height, width, _ = recipe["input_shape"]
+    return WARM_START_DIR / f"{backbone}-w{recipe['width']:g}-{height}x{width}.weights.h5"
+
+
+def warm_start_record(backbone: str) -> dict[str, Any]:
+    """The JSON record beside `warm_start_path(backbone)` (recipe, losses, seconds), or a clear
+    error when the package lacks the file (`scripts/make_warm_starts.py` writes both)."""
+    path = warm_start_path(backbone)
+    record_path = path.with_name(path.name.replace(".weights.h5", ".json"))
+    if not path.is_file() or not record_path.is_file():
+        raise FileNotFoundError(
+            f"the shipped warm start {path} (or its .json record) is missing; recreate it with "
+            "`python scripts/make_warm_starts.py --work /tmp/warm-start`"
+        )
+    return {**json.loads(record_path.read_text()), "shipped": path.name}

@@ -237,7 +237,16 @@ def train_row(
     if not (resume and trainer.restore()):
         untrained = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
         write_json(untrained_path, untrained)
-        if profile.pretrain_steps > 0:
+        if profile.warm_start == "shipped":
+            # ImageNet's stand-in: the backbone only, the head starts random (Section 3.3.1).
+            models.get_backbone(trainer.embedder).load_weights(
+                pretraining.warm_start_path(backbone)
+            )
+            keras.utils.set_random_seed(seed)
+            evaluation_after = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
+            record = pretraining.warm_start_record(backbone)
+            write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
+        elif profile.pretrain_steps > 0:
             with trainer.clock("warm start"):
                 weights, record = pretraining.pretrained_weights(
                     backbone, profile, train, seed, cache / "pretrained", progress,
@@ -327,7 +336,10 @@ class Trainer:
 
         self.embedder = build_embedder(backbone, **profile.embedder_options())
         if augmentation is None and profile.augment:
-            augmentation = augment.build_augmentation(seed=derived_seed(seed, AUGMENTATION_STREAM))
+            augmentation = augment.build_augmentation(
+                seed=derived_seed(seed, AUGMENTATION_STREAM), colour_gain=profile.colour_gain,
+                brightness=profile.brightness, erasing=profile.erasing,
+            )  # fmt: skip
         if mining_name == "offline":
             build_model = build_triplet_model or models.build_triplet_model
             self.model = build_model(self.embedder, augmentation)
@@ -338,7 +350,9 @@ class Trainer:
             takes_margin = "margin" in inspect.signature(loss_class).parameters
             loss_function = loss_class(margin=profile.margin) if takes_margin else loss_class()
         optimizer = keras.optimizers.Adam(learning_rate=profile.learning_rate)
-        self.model.compile(optimizer=optimizer, loss=loss_function)
+        # XLA is slower than TensorFlow's own kernels on these CPUs (docs/benchmarks.md); JAX jits.
+        jit = "auto" if keras.backend.backend() != "tensorflow" else False
+        self.model.compile(optimizer=optimizer, loss=loss_function, jit_compile=jit)
         optimizer.build(self.model.trainable_variables)
         # Random-number state (augmentation, dropout) is in `variables` but not in `weights`.
         weight_ids = {id(weight) for weight in self.model.weights}

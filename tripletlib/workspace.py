@@ -154,6 +154,68 @@ class Workspace:
             lines.append(line)
         return pd.DataFrame(lines).set_index("row")
 
+    def baseline_metrics(self) -> dict[str, Any]:
+        """The hand-crafted colour descriptor (`tripletlib.baseline`, no learning) on this run's
+        query and gallery, Market protocol; kept in OUTPUT_DIR/baseline.json for the tables."""
+        path = self.output_dir / "baseline.json"
+        key = {"data_root": str(self.ensure_dataset().resolve()), "profile": self.profile.name}
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            if {name: stored.get(name) for name in key} == key:
+                return stored
+        from tripletlib import baseline, files
+
+        result = baseline.evaluate_baseline(self.split("query"), self.split("gallery"))
+        stored = {**_to_json(result), **key, "dataset": self.dataset_kind}
+        files.write_json_atomic(path, stored)
+        return stored
+
+    def baseline_comparison(self, rows: list[str] | tuple[str, ...]) -> pd.DataFrame:
+        """Rank-1 and mAP (%) of the hand-crafted baseline and of each trained row, and whether the
+        row's mAP beats the baseline's (issue 14's bar: every row above it)."""
+        reference = self.baseline_metrics()
+        lines = [{"model": "hand-crafted (no learning)", "Rank-1": 100 * reference["rank1"],
+                  "mAP": 100 * reference["mAP"], "beats the baseline's mAP": None}]  # fmt: skip
+        for row in rows:
+            trained = self.run_metrics(row)["trained"]
+            lines.append({"model": row, "Rank-1": 100 * trained["rank1"],
+                          "mAP": 100 * trained["mAP"],
+                          "beats the baseline's mAP": trained["mAP"] > reference["mAP"]})  # fmt: skip
+        return pd.DataFrame(lines).set_index("model").round(1)
+
+    def thesis_tables(self) -> dict[str, pd.DataFrame]:
+        """Tables 4.1-4.4: the thesis' numbers, ours, and the hand-crafted baseline's row."""
+        from tripletlib import tables
+
+        return tables.build_thesis_tables(self.trained_runs(), baseline=self.baseline_metrics())
+
+    def occlusion_figure(self, row: str, queries: list[int] | np.ndarray):
+        """What the untrained and the trained network of `row` look at in a few queries
+        (occlusion sensitivity, `tripletlib.occlusion`): the change of each query's embedding when
+        a patch is greyed out, forward passes only."""
+        import keras
+
+        from tripletlib import models, occlusion, pretraining
+
+        images = self.split("query").images[np.asarray(queries)]
+        backbone = _split_row(row)[0]
+        keras.utils.set_random_seed(self.seed)
+        embedders = {"untrained": models.build_embedder(
+            backbone, **self.profile.embedder_options(weights=None))}  # fmt: skip
+        if self.profile.warm_start == "shipped":
+            embedders["warm start"] = models.build_embedder(
+                backbone, **self.profile.embedder_options(weights=None)
+            )
+            models.get_backbone(embedders["warm start"]).load_weights(
+                pretraining.warm_start_path(backbone)
+            )
+        embedders["trained"] = self.load_embedder(row)
+        maps = {
+            name: occlusion.occlusion_sensitivity(embedder, images).maps
+            for name, embedder in embedders.items()
+        }
+        return viz.occlusion_figure(images, maps, dataset=self.dataset_kind)
+
     def history(self, row: str) -> pd.DataFrame:
         return pd.read_csv(self.run_dir(row) / "history.csv")
 
