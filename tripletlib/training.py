@@ -112,10 +112,10 @@ def total_epochs(profile: config.Profile) -> int:
     return profile.offline_iterations * profile.epochs
 
 
-def learning_rate_at(profile: config.Profile, epoch: int) -> float:
+def learning_rate_at(profile: config.Profile, epoch: int, backbone: str = "resnet50") -> float:
     """Adam's learning rate in `epoch` (0-based, over the whole run), Section 3.3.1."""
     halvings = epoch // profile.lr_decay_every_epochs
-    return float(profile.learning_rate * profile.lr_decay_factor**halvings)
+    return float(profile.learning_rate_of(backbone) * profile.lr_decay_factor**halvings)
 
 
 def split_validation_identities(
@@ -327,6 +327,7 @@ class Trainer:
         build_triplet_model: Callable[..., keras.Model] | None = None,
     ):
         self.profile, self.seed, self.mining, self.progress = profile, seed, mining_name, progress
+        self.backbone = backbone
         self.out_dir, self.train, self.validation = out_dir, train, validation
         self.checkpoint_dir = out_dir / "checkpoints"
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -349,7 +350,7 @@ class Trainer:
             loss_class = losses.LOSSES[loss]
             takes_margin = "margin" in inspect.signature(loss_class).parameters
             loss_function = loss_class(margin=profile.margin) if takes_margin else loss_class()
-        optimizer = keras.optimizers.Adam(learning_rate=profile.learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate=profile.learning_rate_of(backbone))
         # XLA is slower than TensorFlow's own kernels on these CPUs (docs/benchmarks.md); JAX jits.
         jit = "auto" if keras.backend.backend() != "tensorflow" else False
         self.model.compile(optimizer=optimizer, loss=loss_function, jit_compile=jit)
@@ -486,7 +487,7 @@ class Trainer:
         callbacks = [
             _SetEpoch(dataset),
             keras.callbacks.LearningRateScheduler(
-                lambda epoch: learning_rate_at(self.profile, epoch)
+                lambda epoch: learning_rate_at(self.profile, epoch, self.backbone)
             ),
             _EpochClock(self, images_per_epoch=per_step * len(dataset)),
             _HistoryWriter(self.out_dir / "history.csv", iteration),

@@ -166,7 +166,8 @@ class Workspace:
         from tripletlib import baseline, files
 
         result = baseline.evaluate_baseline(self.split("query"), self.split("gallery"))
-        stored = {**_to_json(result), **key, "dataset": self.dataset_kind}
+        stored = {**json.loads(json.dumps(result, default=_to_json)), **key,
+                  "dataset": self.dataset_kind}  # fmt: skip
         files.write_json_atomic(path, stored)
         return stored
 
