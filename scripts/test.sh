@@ -25,6 +25,6 @@ KERAS_BACKEND=tensorflow $BIN/python -m pytest --nbval-lax --sanitize-with book/
 step "unit tests, KERAS_BACKEND=tensorflow"
 KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m "not slow" -q
 
-step "losses, augmentation, one training step, two devices and bf16, KERAS_BACKEND=jax"
+step "losses, augmentation, one training step, two devices, bf16 and the CPU recipe, KERAS_BACKEND=jax"
 KERAS_BACKEND=jax $BIN/python -m pytest tests/test_losses.py tests/test_augment.py \
-    tests/test_backend_step.py tests/test_devices.py -q
+    tests/test_backend_step.py tests/test_devices.py tests/test_cpu_recipe.py -q

@@ -64,8 +64,12 @@ def test_embedder_options_are_the_arguments_of_build_embedder():
     ci = config.resolve_profile("ci")
     options = ci.embedder_options(weights=None)
     assert options == {"input_shape": (64, 32, 3), "weights": None, "freeze_layers": 10,
-                       "batchnorm_momentum": 0.9}  # fmt: skip
-    assert set(options) <= set(inspect.signature(models.build_embedder).parameters)
+                       "batchnorm_momentum": 0.9, "width": 0.25,
+                       "input_normalization": "per-image"}  # fmt: skip
+    passed_on = {"width", "input_normalization"}  # through build_embedder's **options
+    assert set(options) - passed_on <= set(inspect.signature(models.build_embedder).parameters)
+    for builder in models.BUILDERS.values():
+        assert passed_on <= set(inspect.signature(builder).parameters)
     with pytest.raises(ValueError, match="unknown embedder option"):
         ci.embedder_options(dropout=0.5)
 

@@ -31,15 +31,15 @@ def probe(monkeypatch):
 def test_overrides_are_typed_like_the_profile_fields(probe):
     ci = config.resolve_profile("ci")
     overrides = probe.parse_overrides(
-        ["learning_rate=0", "augment=False", "steps_per_epoch=75", "weights=None"], ci
+        ["learning_rate=0.5", "augment=False", "steps_per_epoch=75", "weights=None"], ci
     )
     assert overrides == {
-        "learning_rate": 0.0,
+        "learning_rate": 0.5,
         "augment": False,
         "steps_per_epoch": 75,
         "weights": None,
     }
-    assert ci.replace(**overrides).learning_rate == 0.0
+    assert ci.replace(**overrides).learning_rate == 0.5
 
 
 @pytest.mark.parametrize("bad", ["no_such_field=1", "learning_rate", "augment=yes"])
