@@ -18,7 +18,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tripletlib import augment, data, files, images, models, pretraining  # noqa: E402
+from tripletlib import augment, data, files, models, pretraining  # noqa: E402
 from tripletlib.synthetic import generate_synthetic_market  # noqa: E402
 
 
@@ -27,23 +27,22 @@ def make_warm_start(backbone: str, work: Path, out_dir: Path, steps: int | None 
     recipe = pretraining.WARM_START_RECIPE
     pool = work / "pool"
     generate_synthetic_market(pool, **pretraining.WARM_START_POOL, progress=progress)
-    metadata = data.load_market1501(pool, splits=("train",), progress=False)
-    metadata = metadata[metadata["person_id"] > 0].reset_index(drop=True)
     height, width, _ = recipe["input_shape"]
-    pixels = images.load_image_array(metadata, height, width, work / "cache", progress=progress)
+    train = data.load_splits(pool, height, width, work / "cache", splits=("train",),
+                             progress=progress)["train"]  # fmt: skip
     import keras
 
     keras.utils.set_random_seed(recipe["seed"])
     embedder = models.build_embedder(
         backbone, input_shape=recipe["input_shape"], width=recipe["width"],
         input_normalization=recipe["input_normalization"], freeze_layers=0,
-        **({"batchnorm_momentum": recipe["batchnorm_momentum"]} if backbone == "resnet50" else {}),
+        batchnorm_momentum=recipe["batchnorm_momentum"],
     )  # fmt: skip
     augmentation = augment.build_augmentation(
         seed=recipe["seed"], colour_gain=recipe["colour_gain"], brightness=recipe["brightness"]
     )
     record = pretraining.train_warm_start(
-        embedder, pixels, metadata["person_id"].to_numpy(), steps=steps or recipe["steps"],
+        embedder, train.images, train.person_ids, steps=steps or recipe["steps"],
         p=recipe["p"], k=recipe["k"], learning_rate=recipe["learning_rate"][backbone],
         warmup_steps=recipe["warmup_steps"], margin=recipe["margin"], seed=recipe["seed"],
         augmentation=augmentation, progress=progress,

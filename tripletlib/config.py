@@ -161,6 +161,7 @@ _FLOAT_FIELDS: dict[str, tuple[float, float, bool]] = {
     "margin": (0.0, float("inf"), True), "hard_fraction": (0.0, 1.0, True),
     "pretrain_learning_rate": (0.0, float("inf"), False),
     "mildnet_pretrain_learning_rate": (0.0, float("inf"), False),
+    "width_multiplier": (0.0, 1.0, False),
 }  # fmt: skip
 
 
@@ -197,11 +198,6 @@ def validate_profile_values(profile: Profile) -> None:
         raise ValueError(
             f"profile {profile.name!r}: mildnet_learning_rate={rate!r}; expected None or a "
             "number > 0"
-        )
-    if not 0.0 < profile.width_multiplier <= 1.0:
-        raise ValueError(
-            f"profile {profile.name!r}: width_multiplier={profile.width_multiplier!r}; "
-            "expected a number in (0, 1]"
         )
     if profile.input_normalization not in ("caffe", "per-image"):
         raise ValueError(

@@ -5,6 +5,7 @@ Both go through Keras' own APIs, so the trainer, the models and the losses stay 
 - `data_parallel`: ``keras.distribution.DataParallel`` (JAX): every device holds a copy of the
   weights, each batch is split across the devices, and the gradients are averaged by the compiled
   step, so a step on several devices computes the loss of the whole batch, as on one.
+- `jit_compile`: the `jit_compile` setting every training model of the library is compiled with.
 - `precision`: the ``keras.mixed_precision`` policy layers are built under, e.g.
   ``"mixed_bfloat16"`` (bf16 compute, float32 weights). The embedders' L2 normalisation
   (Eq. 3.5) and the triplet model's stacking are pinned to float32 in `models`, so embeddings,
@@ -82,3 +83,9 @@ def check_float32_embeddings(embedder: keras.Model) -> None:
             f"{embedder.name} returns {dtype} embeddings; its last layer (the L2 normalisation) "
             "must compute in float32 so that distances and the loss keep float32 precision."
         )
+
+
+def jit_compile() -> bool | str:
+    """`Model.compile`'s `jit_compile` for training here: False under TensorFlow, whose XLA path
+    is slower than its own kernels on these CPUs (docs/benchmarks.md); "auto" elsewhere (JAX jits)."""
+    return False if keras.backend.backend() == "tensorflow" else "auto"

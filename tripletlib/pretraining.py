@@ -27,7 +27,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tripletlib import augment, config, data, losses, models, runs, sampling
+from tripletlib import augment, config, data, devices, losses, models, runs, sampling
 
 CLASSIFIER_FEATURES_LAYER = "embedding"  # the embedder's Dense layer before L2 normalisation
 
@@ -207,7 +207,7 @@ def train_warm_start(
             losses.BatchAllTripletLoss(margin=margin),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         ],
-        jit_compile=keras.backend.backend() != "tensorflow",  # XLA is slower on TF's CPU path
+        jit_compile=devices.jit_compile(),
     )
     started = time.perf_counter()
     history = model.fit(_LabelledPK(batches), epochs=1, shuffle=False,
@@ -252,3 +252,9 @@ def warm_start_record(backbone: str) -> dict[str, Any]:
             "`python scripts/make_warm_starts.py --work /tmp/warm-start`"
         )
     return {**json.loads(record_path.read_text()), "shipped": path.name}
+
+
+def load_warm_start(embedder: keras.Model, backbone: str) -> keras.Model:
+    """Load the shipped warm start into `embedder`'s backbone (its head stays as it is)."""
+    models.get_backbone(embedder).load_weights(warm_start_path(backbone))
+    return embedder

@@ -67,6 +67,7 @@ from tripletlib import (
     augment,
     config,
     data,
+    devices,
     evaluation,
     files,
     losses,
@@ -239,9 +240,7 @@ def train_row(
         write_json(untrained_path, untrained)
         if profile.warm_start == "shipped":
             # ImageNet's stand-in: the backbone only, the head starts random (Section 3.3.1).
-            models.get_backbone(trainer.embedder).load_weights(
-                pretraining.warm_start_path(backbone)
-            )
+            pretraining.load_warm_start(trainer.embedder, backbone)
             keras.utils.set_random_seed(seed)
             evaluation_after = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
             record = pretraining.warm_start_record(backbone)
@@ -351,9 +350,9 @@ class Trainer:
             takes_margin = "margin" in inspect.signature(loss_class).parameters
             loss_function = loss_class(margin=profile.margin) if takes_margin else loss_class()
         optimizer = keras.optimizers.Adam(learning_rate=profile.learning_rate_of(backbone))
-        # XLA is slower than TensorFlow's own kernels on these CPUs (docs/benchmarks.md); JAX jits.
-        jit = "auto" if keras.backend.backend() != "tensorflow" else False
-        self.model.compile(optimizer=optimizer, loss=loss_function, jit_compile=jit)
+        self.model.compile(
+            optimizer=optimizer, loss=loss_function, jit_compile=devices.jit_compile()
+        )
         optimizer.build(self.model.trainable_variables)
         # Random-number state (augmentation, dropout) is in `variables` but not in `weights`.
         weight_ids = {id(weight) for weight in self.model.weights}

@@ -200,15 +200,12 @@ class Workspace:
 
         images = self.split("query").images[np.asarray(queries)]
         backbone = _split_row(row)[0]
+        options = self.profile.embedder_options(weights=None)
         keras.utils.set_random_seed(self.seed)
-        embedders = {"untrained": models.build_embedder(
-            backbone, **self.profile.embedder_options(weights=None))}  # fmt: skip
+        embedders = {"untrained": models.build_embedder(backbone, **options)}
         if self.profile.warm_start == "shipped":
-            embedders["warm start"] = models.build_embedder(
-                backbone, **self.profile.embedder_options(weights=None)
-            )
-            models.get_backbone(embedders["warm start"]).load_weights(
-                pretraining.warm_start_path(backbone)
+            embedders["warm start"] = pretraining.load_warm_start(
+                models.build_embedder(backbone, **options), backbone
             )
         embedders["trained"] = self.load_embedder(row)
         maps = {
