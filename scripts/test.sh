@@ -27,4 +27,5 @@ KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m "not slow" -q
 
 step "losses, augmentation, one training step, two devices, bf16 and the CPU recipe, KERAS_BACKEND=jax"
 KERAS_BACKEND=jax $BIN/python -m pytest tests/test_losses.py tests/test_augment.py \
-    tests/test_backend_step.py tests/test_devices.py tests/test_cpu_recipe.py -q
+    tests/test_backend_step.py tests/test_devices.py tests/test_cpu_recipe.py \
+    tests/test_hardware_settings.py -q

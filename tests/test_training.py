@@ -39,6 +39,7 @@ PROFILE = config.resolve_profile(
 METRICS_KEYS = {
     "row", "backbone", "loss", "mining", "profile", "dataset", "data_root", "protocol", "seed",
     "trained", "untrained", "pretrained", "pretraining", "train_seconds", "images_per_second",
+    "setup",
 }  # fmt: skip
 
 

@@ -62,8 +62,13 @@ def run_book(
     only: list[str] | None = None,
     progress: bool = True,
     cell_timeout: int | None = None,
+    overrides: dict | None = None,
 ) -> BookResult:
     """Execute the notebooks with papermill, keep the executed copies, write tables 4.1-4.4.
+
+    `overrides` changes fields of the profile (`config.resolve_profile(profile, **overrides)`,
+    checked before the first notebook); every notebook then gets PROFILE =
+    {"name": profile, "overrides": overrides} (`config.profile_from_parameter`).
 
     `cell_timeout` (seconds) fails a cell that runs longer, so that a hung kernel cannot stall a
     batch forever; None waits as long as the cell needs (the thesis profile trains for hours).
@@ -71,15 +76,17 @@ def run_book(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from tripletlib.config import resolve_profile
     from tripletlib.tables import load_run_metrics, write_thesis_tables
 
+    resolve_profile(profile, **(overrides or {}))  # an unknown name or a bad value: no notebook
     out_dir = Path(out_dir).resolve()
     book_dir = Path(book_dir) if book_dir else default_book_dir()
     notebooks = list_notebooks(book_dir, only)
     executed_dir = out_dir / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
     parameters = {
-        "PROFILE": profile,
+        "PROFILE": {"name": profile, "overrides": overrides} if overrides else profile,
         "DATA_ROOT": str(Path(data_root).resolve()) if data_root else None,
         "OUTPUT_DIR": str(out_dir),
         "SEED": seed,
@@ -119,7 +126,8 @@ def run_book(
     total = time.perf_counter() - started
     (out_dir / "book_run.json").write_text(
         json.dumps(
-            {"profile": profile, "seed": seed, "seconds": result.seconds, "total_seconds": total},
+            {"profile": profile, "overrides": overrides or {}, "seed": seed,
+             "seconds": result.seconds, "total_seconds": total},  # fmt: skip
             indent=2,
         )
     )

@@ -90,13 +90,18 @@ def _command_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile_from_args(args: argparse.Namespace) -> config.Profile:
-    overrides = {}
+def _overrides_from_args(args: argparse.Namespace) -> dict:
+    """`--set FIELD=VALUE` (repeated), then `--epochs` / `--steps-per-epoch`, as profile overrides."""
+    overrides = config.parse_overrides(getattr(args, "set", None) or [])
     for name in ("epochs", "steps_per_epoch"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
-    return config.resolve_profile(args.profile, **overrides)
+    return overrides
+
+
+def _profile_from_args(args: argparse.Namespace) -> config.Profile:
+    return config.resolve_profile(args.profile, **_overrides_from_args(args))
 
 
 def _command_train(args: argparse.Namespace) -> int:
@@ -152,11 +157,13 @@ def _command_evaluate(args: argparse.Namespace) -> int:
 
 
 def _command_book(args: argparse.Namespace) -> int:
-    config.resolve_profile(args.profile)
+    overrides = _overrides_from_args(args)
+    config.resolve_profile(args.profile, **overrides)  # a bad value fails before any notebook
     from tripletlib.book import run_book
 
     run_book(
         profile=args.profile,
+        overrides=overrides or None,
         out_dir=args.out,
         data_root=args.data,
         book_dir=args.book,
@@ -197,6 +204,12 @@ def _print_metrics(metrics: dict) -> None:
             f"  {state:>10}: Rank-1 {100 * values['rank1']:5.1f}  Rank-5 "
             f"{100 * values['rank5']:5.1f}  mAP {100 * values['mAP']:5.1f}"
         )
+
+
+SET_HELP = (
+    "change one field of the profile (repeatable), typed as the field ('none' for an optional "
+    "one), e.g. --set epochs=1 --set weights=none; config.Profile lists the fields"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -325,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override the profile's epochs per iteration")
     train.add_argument("--steps-per-epoch", type=_integer(1),
                        help="override the profile's steps per epoch")
+    train.add_argument("--set", action="append", metavar="FIELD=VALUE", help=SET_HELP)
     train.add_argument("--restart", action="store_true",
                        help="train the same run again from the start instead of resuming")
     train.add_argument("--overwrite", action="store_true",
@@ -354,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--data", help="a Market-1501 folder (default: generate synthetic data)")
     book.add_argument("--book", help="the folder holding NN_*.ipynb (default: the repo's book/)")
     book.add_argument("--seed", type=_integer(0), default=0, help="seed of data and training")
+    book.add_argument("--set", action="append", metavar="FIELD=VALUE", help=SET_HELP)
     book.add_argument("--only", nargs="*",
                       help="run only notebooks whose name starts with these (default: all)")
     book.set_defaults(handler=_command_book)

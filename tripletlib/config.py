@@ -29,6 +29,12 @@ from typing import Any
 
 import numpy as np
 
+# Dtype policies a profile may train under (`devices.precision`): float32, or bf16 / fp16 compute
+# with float32 weights.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Identities of the synthetic presets a profile may name (`synthetic.PRESETS`, Section 3.1.1).
+SYNTHETIC_PRESET_IDS = {"market": (751, 750)}
+
 # Independent random streams derived from a run's seed; iteration i uses ITERATION_STREAM + i.
 VALIDATION_STREAM, AUGMENTATION_STREAM, PRETRAINING_STREAM, ITERATION_STREAM = 1, 2, 3, 10
 
@@ -89,6 +95,17 @@ class Profile:
     # MILDNet's rows' Adam rate when it differs (None: `learning_rate`): VGG16 has no BatchNorm,
     # and on the CPU profiles 3e-4 made its warm start worse (docs/benchmarks.md).
     mildnet_learning_rate: float | None = None
+    # How a row uses the hardware (issue 15; `tripletlib.devices`), none of which changes the
+    # recipe: the dtype policy the embedder and the training model are built under (`PRECISIONS`;
+    # embeddings stay float32 and unit-norm), the training images uploaded once and each batch
+    # gathered on the device (`sampling.DeviceTripletDataset` offline, `sampling.DevicePKDataset`
+    # online), and Keras' data parallelism over every device (JAX; one device: nothing changes).
+    precision: str = "float32"
+    device_resident: bool = False
+    data_parallel: bool = False
+    # `synthetic.PRESETS` name of the generated dataset ("market": Market-1501's counts, 751 / 750
+    # identities); None: `synthetic_train_ids` / `synthetic_test_ids` with the "small" ratios.
+    synthetic_preset: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -209,6 +226,29 @@ def validate_profile_values(profile: Profile) -> None:
             f"profile {profile.name!r}: warm_start={profile.warm_start!r}; expected None or "
             "'shipped'"
         )
+    if profile.precision not in PRECISIONS:
+        raise ValueError(
+            f"profile {profile.name!r}: precision={profile.precision!r}; expected one of "
+            f"{list(PRECISIONS)}"
+        )
+    for name in ("augment", "device_resident", "data_parallel"):
+        value = getattr(profile, name)
+        if not isinstance(value, bool):
+            raise ValueError(f"profile {profile.name!r}: {name}={value!r}; expected True or False")
+    preset = profile.synthetic_preset
+    if preset is not None:
+        if preset not in SYNTHETIC_PRESET_IDS:
+            raise ValueError(
+                f"profile {profile.name!r}: synthetic_preset={preset!r}; expected None or one of "
+                f"{sorted(SYNTHETIC_PRESET_IDS)}"
+            )
+        ids = (profile.synthetic_train_ids, profile.synthetic_test_ids)
+        if ids != SYNTHETIC_PRESET_IDS[preset]:
+            raise ValueError(
+                f"profile {profile.name!r}: synthetic_preset={preset!r} has "
+                f"{SYNTHETIC_PRESET_IDS[preset]} train / test identities; synthetic_train_ids, "
+                f"synthetic_test_ids={ids}"
+            )
     if not 0.0 <= profile.validation_identity_fraction < 1.0:
         raise ValueError(
             f"profile {profile.name!r}: validation_identity_fraction="
@@ -220,6 +260,61 @@ def profile_fields() -> list[str]:
     return [field.name for field in dataclasses.fields(Profile)]
 
 
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def parse_overrides(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """`["epochs=1", "weights=none"]` -> `{"epochs": 1, "weights": None}`, typed by the Profile
+    field (int, float, bool, str; "none" for a field that may be None). The CLI's `--set`; the
+    values are checked when the profile is built (`resolve_profile`)."""
+    types = {field.name: str(field.type) for field in dataclasses.fields(Profile)}
+    overrides: dict[str, Any] = {}
+    for assignment in assignments:
+        name, separator, text = str(assignment).partition("=")
+        name = name.strip().replace("-", "_")
+        if not separator or not name:
+            raise ValueError(f"profile setting {assignment!r}; expected FIELD=VALUE")
+        if name == "name" or name not in types:
+            known = [field for field in profile_fields() if field != "name"]
+            raise ValueError(f"unknown profile field {name!r} in {assignment!r}; known: {known}")
+        overrides[name] = _parse_field_value(name, types[name], text.strip())
+    return overrides
+
+
+def _parse_field_value(name: str, annotation: str, text: str) -> Any:
+    kinds = [kind.strip() for kind in annotation.split("|")]
+    if "None" in kinds and text.lower() == "none":
+        return None
+    kind = kinds[0]
+    try:
+        if kind == "bool":
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError
+            return text.lower() in _TRUE
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        optional = " or none" if "None" in kinds else ""
+        expected = "true or false" if kind == "bool" else f"{'an' if kind == 'int' else 'a'} {kind}"
+        raise ValueError(f"profile field {name}={text!r}; expected {expected}{optional}") from None
+    return text
+
+
+def profile_from_parameter(value: str | dict[str, Any]) -> Profile:
+    """The profile a notebook's PROFILE parameter names: a profile name, or
+    `{"name": NAME, "overrides": {field: value}}` (what `tripletlib book --set` passes)."""
+    if isinstance(value, str):
+        return resolve_profile(value)
+    if isinstance(value, dict) and set(value) <= {"name", "overrides"} and "name" in value:
+        return resolve_profile(value["name"], **(value.get("overrides") or {}))
+    raise ValueError(
+        f"PROFILE={value!r}; expected a profile name ({sorted(PROFILES)}) or "
+        '{"name": NAME, "overrides": {FIELD: VALUE}}'
+    )
+
+
 # What the CPU profiles change against the thesis' recipe (notebook 00 tabulates it): a quarter of
 # the backbones' channels, per-image input standardisation, colour-cast augmentation and the
 # shipped warm start in ImageNet's place (docs/benchmarks.md, "Learning on 2 CPU cores").
@@ -227,6 +322,12 @@ CPU_RECIPE: dict[str, Any] = {
     "width_multiplier": 0.25, "input_normalization": "per-image", "colour_gain": 0.2,
     "brightness": 0.2, "warm_start": "shipped", "mildnet_learning_rate": 1e-4,
 }  # fmt: skip
+
+# The GPU profile's recipe: the CPU profiles' without the quarter width and the shipped warm start
+# (a 64x32 quarter-width network): full-width backbones from random weights at 256x128.
+GPU_RECIPE: dict[str, Any] = {
+    key: value for key, value in CPU_RECIPE.items() if key not in ("width_multiplier", "warm_start")
+}
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
@@ -281,21 +382,27 @@ PROFILES: dict[str, Profile] = {
     ),
     "gpu": Profile(
         name="gpu",
-        image_height=128,
-        image_width=64,
+        image_height=256,
+        image_width=128,
         weights=None,
         learning_rate=1e-3,
-        epochs=3,
-        steps_per_epoch=20,
+        epochs=2,
+        steps_per_epoch=150,
         batchnorm_momentum=0.9,
         triplet_batch_size=32,
         pk_identities=8,
-        pk_images=4,
-        synthetic_train_ids=100,
-        synthetic_test_ids=80,
+        pk_images=8,
+        synthetic_train_ids=751,
+        synthetic_test_ids=750,
+        synthetic_preset="market",
         embed_batch_size=256,
-        description="One H200 under JAX, 128x64 synthetic data; sized for notebooks 03-05 in 10 "
-        "minutes, which the library augmentation prevented (measured: docs/benchmarks.md).",
+        **GPU_RECIPE,
+        precision="mixed_bfloat16",
+        device_resident=True,
+        description="The whole book on one H200 under JAX (issue 15): the market-sized synthetic "
+        "set, 256x128, full-width backbones from random weights, bf16, device-resident batches; "
+        "2 x 2 epochs x 150 steps per row, sized for about 8 minutes but unmeasured on a GPU so "
+        "far (scripts/gpu_run.sh measures it).",
     ),
 }
 

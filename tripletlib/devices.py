@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import keras
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+from tripletlib.config import PRECISIONS
 
 
 def data_parallel(
@@ -50,6 +50,40 @@ def data_parallel(
     if set_global:
         keras.distribution.set_distribution(distribution)
     return distribution
+
+
+def check_data_parallel_backend(enabled: bool) -> None:
+    """A one-line ValueError when a profile asks for data parallelism outside JAX."""
+    backend = keras.backend.backend()
+    if enabled and backend != "jax":
+        raise ValueError(
+            f"data_parallel=True needs KERAS_BACKEND=jax (Keras' distribution API); the backend "
+            f"is {backend!r}: set data_parallel=False or run under JAX."
+        )
+
+
+def training_distribution(enabled: bool) -> keras.distribution.DataParallel | None:
+    """A profile's ``data_parallel`` setting as a distribution: `data_parallel` over all of
+    Keras' devices when ``enabled`` and there are several, None otherwise (one device: nothing to
+    split). Not set globally: use ``distribution.scope()`` around building and ``fit``.
+    ``enabled`` under a backend other than JAX raises a one-line ValueError."""
+    check_data_parallel_backend(enabled)
+    if not enabled or len(keras.distribution.list_devices()) < 2:
+        return None
+    return data_parallel(set_global=False)
+
+
+def describe(profile_precision: str, device_resident: bool, distribution) -> dict:
+    """What a run records about how it used the hardware (`runs.RunMetrics.setup`)."""
+    return {
+        "backend": keras.backend.backend(),
+        "devices": [str(device) for device in keras.distribution.list_devices()],
+        "precision": profile_precision,
+        "device_resident": bool(device_resident),
+        "data_parallel_devices": (
+            int(distribution.device_mesh.devices.size) if distribution is not None else 1
+        ),
+    }
 
 
 def check_precision(policy: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tripletlib import config, data, evaluation, files, models
+from tripletlib import config, data, devices, evaluation, files, models
 from tripletlib.files import write_json_atomic
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "learning_rate", "iteration")
@@ -149,6 +149,9 @@ class RunMetrics:
     images_per_second: float
     pretrained: dict[str, Any] | None = None
     pretraining: dict[str, Any] | None = None
+    # How it used the hardware (`devices.describe`): backend, devices, precision, device-resident
+    # batches and how many devices split each batch; None in runs written before issue 15.
+    setup: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object; "pretrained" and "pretraining" only when there was a warm start."""
@@ -176,7 +179,7 @@ class RunMetrics:
         return trained_beats_untrained(self.to_dict(), ratio)
 
 
-OPTIONAL_METRICS = ("pretrained", "pretraining")
+OPTIONAL_METRICS = ("pretrained", "pretraining", "setup")
 
 
 def trained_beats_untrained(metrics: dict[str, Any], ratio: float = 1.0) -> bool:
@@ -194,8 +197,10 @@ def load_embedder(run_dir: str | Path) -> keras.Model:
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} does not exist: the run in {run_dir} did not finish")
     # The trained weights replace the backbone's initial ones, so nothing is downloaded here.
-    options = run_profile(run_config).embedder_options(weights=None)
-    embedder = models.build_embedder(run_config["backbone"], **options)
+    profile = run_profile(run_config)
+    options = profile.embedder_options(weights=None)
+    with devices.precision(profile.precision):  # as it was trained; embeddings stay float32
+        embedder = models.build_embedder(run_config["backbone"], **options)
     embedder.load_weights(weights)
     return embedder
 

@@ -429,6 +429,47 @@ class DeviceTripletDataset(Batches):
         return (anchor, positive, negative), self.targets
 
 
+class DevicePKDataset(Batches):
+    """The batches of a `PKDataset` (same seed, same rows) gathered from images on the device.
+
+    The online-mining counterpart of `DeviceTripletDataset` (Section 3.2.3's P x K batches):
+    ``device_images`` (``keras.ops.convert_to_tensor(pk.images)`` when not given) is uploaded
+    once, per step only the ``(P*K,)`` rows of ``PKDataset.batch_indices`` cross from the host,
+    and one ``keras.ops.take`` gathers the images as float32 pixels; labels are int32 person ids.
+    """
+
+    def __init__(self, pk: PKDataset, device_images=None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(pk, PKDataset):
+            raise ValueError(f"pk must be a PKDataset, got {type(pk).__name__}.")
+        if device_images is None:
+            device_images = keras.ops.convert_to_tensor(pk.images)
+        if tuple(device_images.shape) != tuple(pk.images.shape):
+            raise ValueError(
+                f"device_images has shape {tuple(device_images.shape)}, the P x K dataset's "
+                f"images {tuple(pk.images.shape)}."
+            )
+        self.pk = pk
+        self.device_images = device_images
+
+    def __len__(self) -> int:
+        return len(self.pk)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the following batches those of ``epoch`` (see `PKDataset.set_epoch`)."""
+        self.pk.set_epoch(epoch)
+
+    def on_epoch_end(self) -> None:
+        self.pk.on_epoch_end()
+
+    def __getitem__(self, index: int):
+        rows = self.pk.batch_indices(index)
+        order = keras.ops.convert_to_tensor(rows, dtype="int32")
+        images = keras.ops.cast(keras.ops.take(self.device_images, order, axis=0), "float32")
+        labels = keras.ops.convert_to_tensor(self.pk.person_ids[rows].astype(np.int32))
+        return images, labels
+
+
 class IdentityBatches(Batches):
     """`steps` batches of `(images float32 (B, H, W, 3), identity index int32 (B,))`.
 

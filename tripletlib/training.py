@@ -178,6 +178,7 @@ def train_row(
     """
     config.validate_row(backbone, loss, mining)
     _check_arguments(profile, seed, stop_after_epochs)
+    devices.check_data_parallel_backend(profile.data_parallel)  # before any file is touched
     if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or (
         keep_checkpoints < 1
     ):
@@ -294,6 +295,7 @@ def train_row(
         pretraining=pretrained.get("pretraining"),
         train_seconds=round(trainer.train_seconds, 3),
         images_per_second=round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 3),
+        setup=trainer.setup,
     )
     metrics.write(out_dir)
     return RunResult(
@@ -334,29 +336,51 @@ class Trainer:
         self.keep_checkpoints = 1  # epoch-* folders kept: the last one (latest.json) and more
         self.phase_seconds: dict[str, float] = {}
 
-        self.embedder = build_embedder(backbone, **profile.embedder_options())
-        if augmentation is None and profile.augment:
-            augmentation = augment.build_augmentation(
-                seed=derived_seed(seed, AUGMENTATION_STREAM), colour_gain=profile.colour_gain,
-                brightness=profile.brightness, erasing=profile.erasing,
-            )  # fmt: skip
-        if mining_name == "offline":
-            build_model = build_triplet_model or models.build_triplet_model
-            self.model = build_model(self.embedder, augmentation)
-        else:
-            self.model = models.build_online_model(self.embedder, augmentation)
-        if loss_function is None:
-            loss_class = losses.LOSSES[loss]
-            takes_margin = "margin" in inspect.signature(loss_class).parameters
-            loss_function = loss_class(margin=profile.margin) if takes_margin else loss_class()
-        optimizer = keras.optimizers.Adam(learning_rate=profile.learning_rate_of(backbone))
-        self.model.compile(
-            optimizer=optimizer, loss=loss_function, jit_compile=devices.jit_compile()
-        )
-        optimizer.build(self.model.trainable_variables)
+        # How the row uses the hardware (profile.precision, data_parallel, device_resident).
+        self.distribution = devices.training_distribution(profile.data_parallel)
+        self._device_images = None  # the training images on the device, uploaded once
+        with self.distribution_scope(), devices.precision(profile.precision):
+            self.embedder = build_embedder(backbone, **profile.embedder_options())
+            if augmentation is None and profile.augment:
+                augmentation = augment.build_augmentation(
+                    seed=derived_seed(seed, AUGMENTATION_STREAM), colour_gain=profile.colour_gain,
+                    brightness=profile.brightness, erasing=profile.erasing,
+                )  # fmt: skip
+            if mining_name == "offline":
+                build_model = build_triplet_model or models.build_triplet_model
+                self.model = build_model(self.embedder, augmentation)
+            else:
+                self.model = models.build_online_model(self.embedder, augmentation)
+            if loss_function is None:
+                loss_class = losses.LOSSES[loss]
+                takes_margin = "margin" in inspect.signature(loss_class).parameters
+                loss_function = loss_class(margin=profile.margin) if takes_margin else loss_class()
+            optimizer = keras.optimizers.Adam(learning_rate=profile.learning_rate_of(backbone))
+            self.model.compile(
+                optimizer=optimizer, loss=loss_function, jit_compile=devices.jit_compile()
+            )
+            optimizer.build(self.model.trainable_variables)
+        devices.check_float32_embeddings(self.embedder)  # Eq. 3.5 in float32 under any policy
+        self.setup = devices.describe(profile.precision, profile.device_resident, self.distribution)
         # Random-number state (augmentation, dropout) is in `variables` but not in `weights`.
         weight_ids = {id(weight) for weight in self.model.weights}
         self.seed_states = [v for v in self.model.variables if id(v) not in weight_ids]
+
+    def distribution_scope(self) -> contextlib.AbstractContextManager:
+        """The data-parallel distribution's scope (building and `fit`), or a no-op without one."""
+        if self.distribution is None:
+            return contextlib.nullcontext()
+        return self.distribution.scope()
+
+    def _on_device(self, dataset):
+        """`dataset` gathered from the training images on the device (`profile.device_resident`)."""
+        if not self.profile.device_resident:
+            return dataset
+        if self._device_images is None:
+            self._device_images = keras.ops.convert_to_tensor(self.train.images)
+        if isinstance(dataset, sampling.PKDataset):
+            return sampling.DevicePKDataset(dataset, self._device_images)
+        return sampling.DeviceTripletDataset(dataset, self._device_images)
 
     @contextlib.contextmanager
     def clock(self, phase: str) -> Iterator[None]:
@@ -405,6 +429,7 @@ class Trainer:
                 steps_per_epoch=profile.steps_per_epoch,
                 seed=seed,
             )
+            dataset = self._on_device(dataset)
             if held_out is None:
                 return dataset, None
             identities = len(np.unique(held_out.person_ids))
@@ -430,6 +455,7 @@ class Trainer:
             hard_negatives=hard_negatives or None,
             hard_fraction=profile.hard_fraction if hard_negatives else 0.0,
         )
+        dataset = self._on_device(dataset)
         if held_out is None:
             return dataset, None
         validation = sampling.TripletDataset(
@@ -495,15 +521,16 @@ class Trainer:
         # shuffle=False: every batch is already random (a function of seed, epoch and index);
         # Keras would shuffle the batch order with Python's global `random`, which no
         # checkpoint can restore, so a resumed run would see the batches in another order.
-        self.model.fit(
-            dataset,
-            shuffle=False,
-            validation_data=validation,
-            initial_epoch=self.epochs_completed,
-            epochs=end_epoch,
-            callbacks=callbacks,
-            verbose=1 if self.progress else 0,
-        )
+        with self.distribution_scope():
+            self.model.fit(
+                dataset,
+                shuffle=False,
+                validation_data=validation,
+                initial_epoch=self.epochs_completed,
+                epochs=end_epoch,
+                callbacks=callbacks,
+                verbose=1 if self.progress else 0,
+            )
 
     # --- checkpoints --------------------------------------------------------------------------
     def save(self) -> None:

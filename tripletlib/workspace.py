@@ -23,7 +23,8 @@ from tripletlib import config, data, viz
 
 @dataclass
 class Workspace:
-    profile_name: str = "ci"
+    # A profile name, or {"name": NAME, "overrides": {field: value}} (`tripletlib book --set`).
+    profile_name: str | dict[str, Any] = "ci"
     data_root: str | Path | None = None
     output_dir: str | Path = "../results/ci"
     seed: int = 0
@@ -37,7 +38,7 @@ class Workspace:
 
     @cached_property
     def profile(self) -> config.Profile:
-        return config.resolve_profile(self.profile_name)
+        return config.profile_from_parameter(self.profile_name)
 
     @property
     def dataset_root(self) -> Path:
@@ -68,6 +69,7 @@ class Workspace:
                 train_ids=self.profile.synthetic_train_ids,
                 test_ids=self.profile.synthetic_test_ids,
                 seed=self.profile.synthetic_seed + self.seed,
+                preset=self.profile.synthetic_preset,
                 progress=self.progress,
             )
         return root
