@@ -173,7 +173,7 @@ def test_a_data_parallel_row_on_two_cpu_devices_trains_like_one(tmp_path):
     }
     completed = subprocess.run(
         [sys.executable, "-c", TWO_DEVICE_ROW, str(tmp_path), str(Path(__file__).parent)],
-        env=environment, capture_output=True, text=True, timeout=300, check=False,
+        env=environment, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     assert completed.returncode == 0 and lines, completed.stderr[-3000:]

@@ -338,6 +338,19 @@ class Trainer:
 
         # How the row uses the hardware (profile.precision, data_parallel, device_resident).
         self.distribution = devices.training_distribution(profile.data_parallel)
+        if self.distribution is not None:
+            count = int(self.distribution.device_mesh.devices.size)
+            batch = (
+                profile.pk_identities * profile.pk_images
+                if mining_name == "online"
+                else profile.triplet_batch_size
+            )
+            if batch % count:
+                raise ValueError(
+                    f"data_parallel splits each batch over {count} devices; the batch of "
+                    f"{batch} {'images' if mining_name == 'online' else 'triplets'} is not a "
+                    "multiple of it: change triplet_batch_size or pk_identities x pk_images"
+                )
         self._device_images = None  # the training images on the device, uploaded once
         with self.distribution_scope(), devices.precision(profile.precision):
             self.embedder = build_embedder(backbone, **profile.embedder_options())
