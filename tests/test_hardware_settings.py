@@ -65,6 +65,37 @@ def test_bad_hardware_settings_are_refused_naming_the_field(changes, message):
         config.resolve_profile("cpu", **changes)
 
 
+def test_set_overrides_are_typed_by_the_field_and_bad_ones_name_it(capsys):
+    overrides = config.parse_overrides(
+        ["epochs=1", "weights=none", "steps-per-epoch=None", "device_resident=true",
+         "learning_rate=3e-4", "precision=mixed_bfloat16", "dataset=synthetic"]
+    )  # fmt: skip
+    assert overrides == {
+        "epochs": 1, "weights": None, "steps_per_epoch": None, "device_resident": True,
+        "learning_rate": 3e-4, "precision": "mixed_bfloat16", "dataset": "synthetic",
+    }  # fmt: skip
+    profile = config.profile_from_parameter({"name": "thesis", "overrides": overrides})
+    assert profile.name == "thesis" and profile.weights is None and profile.epochs == 1
+    assert config.profile_from_parameter("ci") == config.PROFILES["ci"]
+    for bad, message in (
+        ("epochs=x", r"epochs='x'; expected an int$"),
+        ("augment=maybe", r"augment='maybe'; expected true or false$"),
+        ("steps_per_epoch=1.5", r"steps_per_epoch='1.5'; expected an int or none$"),
+        ("colour=1", r"unknown profile field 'colour'"),
+        ("name=x", r"unknown profile field 'name'"),
+        ("epochs", r"'epochs'; expected FIELD=VALUE"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            config.parse_overrides([bad])
+    with pytest.raises(ValueError, match="PROFILE="):
+        config.profile_from_parameter({"profile": "ci"})
+    from tripletlib.cli import main
+
+    assert main(["book", "--profile", "thesis", "--set", "precision=fp8"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "precision='fp8'; expected one of" in error
+
+
 def test_the_gpu_profile_trains_on_the_market_sized_set_with_the_gpu_settings():
     gpu = config.PROFILES["gpu"]
     assert (gpu.precision, gpu.device_resident, gpu.width_multiplier) == ("mixed_bfloat16", True, 1)
