@@ -76,9 +76,9 @@ def test_the_thesis_profile_book_runs_every_notebook_at_a_tiny_size(tmp_path):
 def test_the_prepared_gpu_script_runs_at_a_tiny_size(tmp_path):
     out, work = tmp_path / "evidence", tmp_path / "work"
     command = [sys.executable, str(ROOT / "scripts" / "gpu_run.py"), str(out), "--tiny",
-               "--work", str(work), "--row-epochs", "2", "--row-limit", "900"]  # fmt: skip
+               "--work", str(work), "--row-epochs", "2", "--row-limit", "1500"]  # fmt: skip
     completed = subprocess.run(
-        command, env=jax_environment(), capture_output=True, text=True, timeout=1500, check=False
+        command, env=jax_environment(), capture_output=True, text=True, timeout=2400, check=False
     )
     assert completed.returncode == 0, (completed.stdout + completed.stderr)[-4000:]
     summary = json.loads((out / "summary.json").read_text())
