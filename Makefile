@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROFILE ?= cpu
 RESULTS ?= results
 
-.PHONY: book lab test lint notebook-outputs clean-results
+.PHONY: book lab test smoke lint notebook-outputs clean-results
 
 $(BIN)/tripletlib: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ lab: $(BIN)/tripletlib
 ## The tests: unit tests, both backends, the notebooks (nbval) and the ci-profile book batch.
 test: $(BIN)/tripletlib
 	bash scripts/test.sh
+
+## The GPU paths at a tiny size on the CPU under JAX: the thesis-profile book and scripts/gpu_run.py
+## --tiny (tens of minutes on 2 cores, so not part of `make test`).
+smoke: $(BIN)/tripletlib
+	KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m pytest tests -m smoke -q
 
 lint: $(BIN)/tripletlib
 	$(BIN)/ruff check tripletlib tests benchmarks data_scripts

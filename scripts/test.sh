@@ -13,7 +13,7 @@ $BIN/ruff check tripletlib tests benchmarks data_scripts
 # The book first: the step with a time budget (12 minutes for the batch and nbval; 4.2-4.5 minutes
 # in fresh-clone CI runs with the shipped warm starts, docs/benchmarks.md "Learning on 2 CPU cores").
 step "slow test: the ci-profile book batch (every row trained, tables, figures)"
-KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m slow -q
+KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m "slow and not smoke" -q
 
 # Two notebooks at a time (pytest-xdist, one notebook per worker): they only read the rows that the
 # batch above trained into results/ci. Without those rows, two notebooks could train the same row

@@ -82,14 +82,28 @@ def test_cpu_profiles_use_the_recipe_and_the_thesis_profile_does_not():
         config.resolve_profile("ci", warm_start="imagenet")
 
 
-def test_the_shipped_warm_starts_load_into_the_cpu_embedders():
+def test_the_shipped_warm_starts_load_into_the_cpu_embedders_head_included():
     profile = config.PROFILES["cpu"]
     for backbone in models.BACKBONES:
         record = pretraining.warm_start_record(backbone)
-        assert record["steps"] == pretraining.WARM_START_RECIPE["steps"]
+        assert record["steps"] == pretraining.warm_start_steps(backbone)
         assert record["pool"] == pretraining.WARM_START_POOL
-        embedder = models.build_embedder(backbone, **profile.embedder_options(weights=None))
-        models.get_backbone(embedder).load_weights(pretraining.warm_start_path(backbone))
+        heads = []
+        for seed in (1, 2):  # two different random starts end in the same shipped weights
+            keras.utils.set_random_seed(seed)
+            embedder = models.build_embedder(backbone, **profile.embedder_options(weights=None))
+            random_head = embedder.get_layer("embedding").get_weights()[0]
+            pretraining.load_warm_start(embedder, backbone)
+            heads.append(embedder.get_layer("embedding").get_weights()[0])
+            assert not np.allclose(heads[-1], random_head)
+        np.testing.assert_array_equal(heads[0], heads[1])
+
+
+def test_a_warm_start_of_another_shape_is_refused_by_name():
+    keras.utils.set_random_seed(0)
+    embedder = models.build_embedder("mildnet", input_shape=(64, 32, 3), width=0.5)
+    with pytest.raises(ValueError, match="does not fit"):
+        pretraining.load_warm_start(embedder, "mildnet")
 
 
 def test_train_warm_start_moves_the_weights_and_reports_its_recipe(tmp_path):

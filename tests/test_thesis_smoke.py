@@ -7,8 +7,9 @@
   tables 4.1-4.4 must be written, labelled synthetic.
 - `scripts/gpu_run.py --tiny`: the prepared GPU check (environment, data, book, timed row).
 
-Both start JAX and the notebooks' kernels in subprocesses; on 2 CPU cores they take minutes, so
-they are marked slow.
+Both start JAX and the notebooks' kernels in subprocesses and compile the full-width networks with
+XLA; on 2 CPU cores they take tens of minutes, so they are marked `smoke` (and slow) and run by
+`make smoke`, not by `make test` (CI's 30-minute budget).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def jax_environment() -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.smoke
 def test_the_thesis_profile_book_runs_every_notebook_at_a_tiny_size(tmp_path):
     out = tmp_path / "thesis"
     command = [sys.executable, "-m", "tripletlib", "book", "--profile", "thesis", "--out", str(out)]
@@ -73,6 +75,7 @@ def test_the_thesis_profile_book_runs_every_notebook_at_a_tiny_size(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.smoke
 def test_the_prepared_gpu_script_runs_at_a_tiny_size(tmp_path):
     out, work = tmp_path / "evidence", tmp_path / "work"
     command = [sys.executable, str(ROOT / "scripts" / "gpu_run.py"), str(out), "--tiny",

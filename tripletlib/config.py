@@ -7,9 +7,10 @@ half-way through (every 50 of 100 epochs), 32 triplets per batch offline, P = K 
 The `ci` and `cpu` profiles run without ImageNet weights on the synthetic Market-shaped dataset, on
 two CPU cores (`CPU_RECIPE`): the thesis' backbones at a quarter of their channels on 64x32 inputs,
 per-image input standardisation, colour-cast augmentation on top of Section 3.1.3's, and a warm
-start shipped with the package in ImageNet's place (`pretraining.warm_start_path`: 3,000 steps of
-batch-all + identity softmax on 600 synthetic people that no book split holds). Each row then
-fine-tunes it with the thesis' recipe at Adam 3e-4 (MILDNet: the thesis' 1e-4) (measured: docs/benchmarks.md). The older
+start shipped with the package in ImageNet's place (`pretraining.warm_start_path`: the whole
+embedder trained with batch-all + identity softmax on 600 synthetic people that no book split
+holds). Each row then fine-tunes it with the thesis' recipe at its Adam 1e-4 (measured:
+docs/benchmarks.md; 3e-4 made every row worse than its warm start). The older
 warm start on the training split itself (`pretrain_steps` of identity classification,
 `pretraining.pretrained_weights`) remains available. Their numbers are about the method on
 synthetic data, never Market-1501's.
@@ -92,8 +93,7 @@ class Profile:
     brightness: float = 0.0
     erasing: float = 0.0
     warm_start: str | None = None
-    # MILDNet's rows' Adam rate when it differs (None: `learning_rate`): VGG16 has no BatchNorm,
-    # and on the CPU profiles 3e-4 made its warm start worse (docs/benchmarks.md).
+    # MILDNet's rows' Adam rate when it differs (None: `learning_rate`, the thesis' one rate).
     mildnet_learning_rate: float | None = None
     # How a row uses the hardware (issue 15; `tripletlib.devices`), none of which changes the
     # recipe: the dtype policy the embedder and the training model are built under (`PRECISIONS`;
@@ -320,7 +320,7 @@ def profile_from_parameter(value: str | dict[str, Any]) -> Profile:
 # shipped warm start in ImageNet's place (docs/benchmarks.md, "Learning on 2 CPU cores").
 CPU_RECIPE: dict[str, Any] = {
     "width_multiplier": 0.25, "input_normalization": "per-image", "colour_gain": 0.2,
-    "brightness": 0.2, "warm_start": "shipped", "mildnet_learning_rate": 1e-4,
+    "brightness": 0.2, "warm_start": "shipped",
 }  # fmt: skip
 
 # The GPU profile's recipe: the CPU profiles' without the quarter width and the shipped warm start
@@ -335,7 +335,7 @@ PROFILES: dict[str, Profile] = {
         image_height=64,
         image_width=32,
         weights=None,
-        learning_rate=3e-4,
+        learning_rate=1e-4,
         epochs=2,
         steps_per_epoch=20,
         batchnorm_momentum=0.9,
@@ -353,7 +353,7 @@ PROFILES: dict[str, Profile] = {
         image_height=64,
         image_width=32,
         weights=None,
-        learning_rate=3e-4,
+        learning_rate=1e-4,
         epochs=2,
         steps_per_epoch=100,
         batchnorm_momentum=0.9,

@@ -1,0 +1,68 @@
+"""scripts/make_warm_starts.py (issue 14): the shipped warm start's recipe, its monitor curve and
+its record, at a tiny size (a 4-person pool, 2 steps)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tripletlib import models, pretraining
+from tripletlib.synthetic import generate_synthetic_market
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_warm_starts.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("make_warm_starts", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_warm_start_writes_the_whole_embedder_and_its_monitor_curve(
+    script, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(pretraining, "WARM_START_POOL", {"train_ids": 4, "test_ids": 2, "seed": 7})
+    monkeypatch.setitem(pretraining.WARM_START_RECIPE, "p", 2)
+    monitored = tmp_path / "monitored"
+    generate_synthetic_market(monitored, train_ids=2, test_ids=3, seed=8, progress=False)
+    target = script.make_warm_start("mildnet", tmp_path / "work", tmp_path / "out", steps=2,
+                                    progress=False, monitor=[monitored], every=1)  # fmt: skip
+    record = json.loads(target.with_name(target.name.replace(".weights.h5", ".json")).read_text())
+    assert record["steps"] == 2 and record["contains"] == "embedder (backbone and head)"
+    curve = record["monitor"]["curve"]
+    assert [point["step"] for point in curve] == [1, 2]
+    for point in curve:
+        rank1, mean_ap = point["head"]["monitored"]
+        assert 0 <= rank1 <= 100 and 0 < mean_ap <= 100
+        assert len(point["random_head"]["monitored"]) == 2
+    lines = (tmp_path / "out" / "mildnet-monitor.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    # The file holds backbone and head: loading it gives a fresh embedder the trained head.
+    keras.utils.set_random_seed(5)
+    recipe = pretraining.WARM_START_RECIPE
+    embedder = models.build_embedder("mildnet", input_shape=recipe["input_shape"],
+                                     width=recipe["width"], freeze_layers=0,
+                                     input_normalization=recipe["input_normalization"])  # fmt: skip
+    random_head = embedder.get_layer("embedding").get_weights()[0]
+    embedder.load_weights(target)
+    assert not np.allclose(embedder.get_layer("embedding").get_weights()[0], random_head)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "0"], "--steps must be >= 1"),
+        (["--every", "0"], "--every must be >= 1"),
+        (["--monitor", "/nonexistent/set"], "expected a Market-1501 folder"),
+    ],
+)
+def test_bad_arguments_are_refused_by_name(script, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as stopped:
+        script.main(["--work", str(tmp_path), *argv])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
