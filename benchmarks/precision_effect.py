@@ -18,6 +18,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tripletlib import data, devices, evaluation, models, runs  # noqa: E402
@@ -28,13 +29,10 @@ def precision_effect(run_dir: Path, data_root: Path, cache_dir: Path | None = No
     profile = runs.run_profile(run_config)
     splits = data.load_splits(data_root, profile.image_height, profile.image_width, cache_dir,
                               splits=("query", "gallery"))  # fmt: skip
-    report: dict = {"run": str(run_dir), "backend": None, "precisions": {}}
+    report: dict = {"run": str(run_dir), "backend": keras.backend.backend(), "precisions": {}}
     embeddings = {}
     for policy in ("float32", "mixed_bfloat16"):
-        with devices.precision(policy):
-            embedder = models.build_embedder(run_config["backbone"],
-                                             **profile.embedder_options(weights=None))  # fmt: skip
-        embedder.load_weights(run_dir / runs.WEIGHTS_FILE)
+        embedder = runs.load_embedder(run_dir, precision=policy)
         devices.check_float32_embeddings(embedder)
         query = models.embed_images(embedder, splits["query"].images, profile.embed_batch_size)
         gallery = models.embed_images(embedder, splits["gallery"].images, profile.embed_batch_size)
@@ -42,9 +40,6 @@ def precision_effect(run_dir: Path, data_root: Path, cache_dir: Path | None = No
         result = evaluation.evaluate_embeddings(query, gallery, splits["query"], splits["gallery"])
         report["precisions"][policy] = {"rank1": round(float(result.rank1), 4),
                                         "mAP": round(float(result.mAP), 4)}  # fmt: skip
-    import keras
-
-    report["backend"] = keras.backend.backend()
     difference = np.abs(embeddings["float32"] - embeddings["mixed_bfloat16"])
     report["max_embedding_change"] = float(difference.max())
     report["unit_norm_error_bf16"] = float(

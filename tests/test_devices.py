@@ -48,8 +48,9 @@ print("RESULT " + json.dumps({"devices": keras.distribution.list_devices(),
 """
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="Keras' distribution API: JAX")
-def test_a_training_step_on_two_cpu_devices_gives_the_loss_of_one():
+def run_on_two_cpu_devices(arguments: list[str], timeout: int) -> dict:
+    """Run ``python arguments...`` under JAX with two host CPU devices and return the JSON of its
+    last ``RESULT `` line (the flag must be set before jax starts, hence the subprocess)."""
     environment = {
         **os.environ,
         "KERAS_BACKEND": "jax",
@@ -58,16 +59,21 @@ def test_a_training_step_on_two_cpu_devices_gives_the_loss_of_one():
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     completed = subprocess.run(
-        [sys.executable, "-c", TWO_DEVICE_STEPS],
+        [sys.executable, *arguments],
         env=environment,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     assert completed.returncode == 0 and lines, completed.stderr[-3000:]
-    result = json.loads(lines[-1].removeprefix("RESULT "))
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="Keras' distribution API: JAX")
+def test_a_training_step_on_two_cpu_devices_gives_the_loss_of_one():
+    result = run_on_two_cpu_devices(["-c", TWO_DEVICE_STEPS], timeout=300)
     assert result["devices"] == ["cpu:0", "cpu:1"]
     one, two = result["one"], result["two"]
     assert one["kernel_devices"] == 1 and two["kernel_devices"] == 2  # replicated weights

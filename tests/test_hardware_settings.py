@@ -10,22 +10,18 @@ with two CPU devices, as tests/test_devices.py does.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
+from test_devices import run_on_two_cpu_devices
 
 from tripletlib import config, models, runs
 from tripletlib.synthetic import generate_synthetic_market
 from tripletlib.training import train_row
 
-ROOT = Path(__file__).resolve().parents[1]
 PROFILE = config.resolve_profile(
     "ci", epochs=1, steps_per_epoch=2, triplet_batch_size=4, pk_identities=4, pk_images=2,
     warm_start=None, offline_iterations=1,
@@ -195,20 +191,9 @@ print("RESULT " + json.dumps(result))
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="Keras' distribution API: JAX")
 def test_a_data_parallel_row_on_two_cpu_devices_trains_like_one(tmp_path):
-    environment = {
-        **os.environ,
-        "KERAS_BACKEND": "jax",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",  # read when jax starts
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-c", TWO_DEVICE_ROW, str(tmp_path), str(Path(__file__).parent)],
-        env=environment, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-    assert completed.returncode == 0 and lines, completed.stderr[-3000:]
-    result = json.loads(lines[-1].removeprefix("RESULT "))
+    result = run_on_two_cpu_devices(
+        ["-c", TWO_DEVICE_ROW, str(tmp_path), str(Path(__file__).parent)], timeout=600
+    )
     one, two = result["False"], result["True"]
     assert one["setup"]["devices"] == ["cpu:0", "cpu:1"]
     assert one["setup"]["data_parallel_devices"] == 1 and two["setup"]["data_parallel_devices"] == 2

@@ -189,8 +189,9 @@ def trained_beats_untrained(metrics: dict[str, Any], ratio: float = 1.0) -> bool
 
 
 # --- the trained embedder and its embeddings ----------------------------------------------------
-def load_embedder(run_dir: str | Path) -> keras.Model:
-    """The trained embedder of a run folder: rebuilt from config.json, weights from the run."""
+def load_embedder(run_dir: str | Path, precision: str | None = None) -> keras.Model:
+    """The trained embedder of a run folder: rebuilt from config.json, weights from the run,
+    under the run's dtype policy or `precision` (`devices.PRECISIONS`) when given."""
     run_dir = Path(run_dir)
     run_config = read_run_config(run_dir)
     weights = run_dir / WEIGHTS_FILE
@@ -199,7 +200,7 @@ def load_embedder(run_dir: str | Path) -> keras.Model:
     # The trained weights replace the backbone's initial ones, so nothing is downloaded here.
     profile = run_profile(run_config)
     options = profile.embedder_options(weights=None)
-    with devices.precision(profile.precision):  # as it was trained; embeddings stay float32
+    with devices.precision(precision or profile.precision):  # embeddings stay float32
         embedder = models.build_embedder(run_config["backbone"], **options)
     embedder.load_weights(weights)
     return embedder

@@ -385,7 +385,43 @@ class PKDataset(_EpochDataset):
         return self.images[rows].astype(np.float32), self.person_ids[rows].astype(np.int32)
 
 
-class DeviceTripletDataset(Batches):
+class _DeviceBatches(Batches):
+    """What the device-resident samplers share: a host sampler `source` whose epochs and rows
+    they follow, and its uint8 images uploaded once as ``device_images``
+    (``keras.ops.convert_to_tensor(source.images)`` when not given); `gather` takes rows of them
+    on the device as float32 pixels."""
+
+    images_name = "the source's images"  # how the shape error names the source's images
+
+    def __init__(self, source, device_images=None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if device_images is None:
+            device_images = keras.ops.convert_to_tensor(source.images)
+        if tuple(device_images.shape) != tuple(source.images.shape):
+            raise ValueError(
+                f"device_images has shape {tuple(device_images.shape)}, {self.images_name} "
+                f"{tuple(source.images.shape)}."
+            )
+        self.source = source
+        self.device_images = device_images
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the following batches those of ``epoch`` (see the source's `set_epoch`)."""
+        self.source.set_epoch(epoch)
+
+    def on_epoch_end(self) -> None:
+        self.source.on_epoch_end()
+
+    def gather(self, rows: np.ndarray):
+        """One ``keras.ops.take`` of ``rows`` of the device images, cast to float32."""
+        order = keras.ops.convert_to_tensor(rows, dtype="int32")
+        return keras.ops.cast(keras.ops.take(self.device_images, order, axis=0), "float32")
+
+
+class DeviceTripletDataset(_DeviceBatches):
     """The batches of a `TripletDataset` (same seed, same rows) gathered from images on the device.
 
     ``device_images`` is the dataset's uint8 image array after ``keras.ops.convert_to_tensor``
@@ -396,40 +432,25 @@ class DeviceTripletDataset(Batches):
     Keras' PyDataset adapter still routes batches through tf.data on the host.)
     """
 
+    images_name = "the triplets' images"
+
     def __init__(self, triplets: TripletDataset, device_images=None, **kwargs) -> None:
-        super().__init__(**kwargs)
         if not isinstance(triplets, TripletDataset):
             raise ValueError(f"triplets must be a TripletDataset, got {type(triplets).__name__}.")
-        if device_images is None:
-            device_images = keras.ops.convert_to_tensor(triplets.images)
-        if tuple(device_images.shape) != tuple(triplets.images.shape):
-            raise ValueError(
-                f"device_images has shape {tuple(device_images.shape)}, the triplets' images "
-                f"{tuple(triplets.images.shape)}."
-            )
-        self.triplets = triplets
-        self.device_images = device_images
+        super().__init__(triplets, device_images, **kwargs)
         self.targets = keras.ops.zeros((triplets.batch_size,), dtype="float32")
 
-    def __len__(self) -> int:
-        return len(self.triplets)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the following batches those of ``epoch`` (see `TripletDataset.set_epoch`)."""
-        self.triplets.set_epoch(epoch)
-
-    def on_epoch_end(self) -> None:
-        self.triplets.on_epoch_end()
+    @property
+    def triplets(self) -> TripletDataset:
+        return self.source
 
     def __getitem__(self, index: int):
         rows = self.triplets.triplet_indices(index)  # (B, 3): anchor, positive, negative
-        order = keras.ops.convert_to_tensor(rows.T.reshape(-1), dtype="int32")
-        batch = keras.ops.cast(keras.ops.take(self.device_images, order, axis=0), "float32")
-        anchor, positive, negative = keras.ops.split(batch, 3, axis=0)
+        anchor, positive, negative = keras.ops.split(self.gather(rows.T.reshape(-1)), 3, axis=0)
         return (anchor, positive, negative), self.targets
 
 
-class DevicePKDataset(Batches):
+class DevicePKDataset(_DeviceBatches):
     """The batches of a `PKDataset` (same seed, same rows) gathered from images on the device.
 
     The online-mining counterpart of `DeviceTripletDataset` (Section 3.2.3's P x K batches):
@@ -438,36 +459,21 @@ class DevicePKDataset(Batches):
     and one ``keras.ops.take`` gathers the images as float32 pixels; labels are int32 person ids.
     """
 
+    images_name = "the P x K dataset's images"
+
     def __init__(self, pk: PKDataset, device_images=None, **kwargs) -> None:
-        super().__init__(**kwargs)
         if not isinstance(pk, PKDataset):
             raise ValueError(f"pk must be a PKDataset, got {type(pk).__name__}.")
-        if device_images is None:
-            device_images = keras.ops.convert_to_tensor(pk.images)
-        if tuple(device_images.shape) != tuple(pk.images.shape):
-            raise ValueError(
-                f"device_images has shape {tuple(device_images.shape)}, the P x K dataset's "
-                f"images {tuple(pk.images.shape)}."
-            )
-        self.pk = pk
-        self.device_images = device_images
+        super().__init__(pk, device_images, **kwargs)
 
-    def __len__(self) -> int:
-        return len(self.pk)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the following batches those of ``epoch`` (see `PKDataset.set_epoch`)."""
-        self.pk.set_epoch(epoch)
-
-    def on_epoch_end(self) -> None:
-        self.pk.on_epoch_end()
+    @property
+    def pk(self) -> PKDataset:
+        return self.source
 
     def __getitem__(self, index: int):
         rows = self.pk.batch_indices(index)
-        order = keras.ops.convert_to_tensor(rows, dtype="int32")
-        images = keras.ops.cast(keras.ops.take(self.device_images, order, axis=0), "float32")
         labels = keras.ops.convert_to_tensor(self.pk.person_ids[rows].astype(np.int32))
-        return images, labels
+        return self.gather(rows), labels
 
 
 class IdentityBatches(Batches):
