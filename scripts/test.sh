@@ -29,3 +29,9 @@ step "losses, augmentation, one training step, two devices, bf16 and the CPU rec
 KERAS_BACKEND=jax $BIN/python -m pytest tests/test_losses.py tests/test_augment.py \
     tests/test_backend_step.py tests/test_devices.py tests/test_cpu_recipe.py \
     tests/test_hardware_settings.py -q
+
+# The prepared GPU command (issue 15) at its tiny size on the CPU under JAX: environment, data,
+# the gpu book's notebook 00 and two epochs of the timed row (3 minutes on 2 cores). The other
+# `smoke` test (the thesis profile's whole book, 11 minutes) runs in `make smoke` only.
+step "scripts/gpu_run.py --tiny under JAX"
+$BIN/python -m pytest tests/test_thesis_smoke.py -m smoke -k prepared_gpu_script -q

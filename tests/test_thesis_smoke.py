@@ -7,9 +7,10 @@
   tables 4.1-4.4 must be written, labelled synthetic.
 - `scripts/gpu_run.py --tiny`: the prepared GPU check (environment, data, book, timed row).
 
-Both start JAX and the notebooks' kernels in subprocesses and compile the full-width networks with
-XLA; on 2 CPU cores they take tens of minutes, so they are marked `smoke` (and slow) and run by
-`make smoke`, not by `make test` (CI's 30-minute budget).
+Both start JAX and the notebooks' kernels in subprocesses and compile the networks with XLA; they
+are marked `smoke` (and slow) and run by `make smoke`. The thesis-profile book (full-width networks,
+about 11 minutes on 2 cores) stays out of `make test` (CI's 30-minute budget); the tiny GPU script
+(about 3 minutes) is a step of `scripts/test.sh` too.
 """
 
 from __future__ import annotations
