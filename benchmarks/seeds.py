@@ -4,7 +4,10 @@ hand-crafted baseline for each seed on one profile, then mean and spread per row
 Each seed draws its own synthetic dataset (`profile.synthetic_seed + seed`, as the book does) and
 trains the rows from the shared warm start with that seed. The comparisons are ResNet-50 against
 MILDNet (4.1), lossless against triplet (4.2) and online against offline mining (4.3); a difference
-counts as larger than the spread when it exceeds both rows' standard deviations added.
+counts as larger than the spread when it exceeds both rows' standard deviations added. Because the
+rows of one seed share the dataset and the warm start, each comparison is also read paired: the
+difference at each seed, its mean and standard deviation, and whether it has the same sign at every
+seed.
 
     python benchmarks/seeds.py --profile cpu --seeds 0 1 2 --out results/seeds   # ~25-35 min
 """
@@ -60,9 +63,13 @@ def summarise(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, Any
     for name, better, worse in COMPARISONS:
         a, b = summary["rows"][better]["mAP"], summary["rows"][worse]["mAP"]
         difference = a["mean"] - b["mean"]
+        paired = [scores[better]["mAP"] - scores[worse]["mAP"] for scores in per_seed.values()]
         summary["comparisons"].append({
             "comparison": name, "mAP difference": difference,
             "spread": a["std"] + b["std"], "larger than the spread": abs(difference) > a["std"] + b["std"],
+            "per-seed differences": paired,
+            "paired std": float(np.std(paired, ddof=1 if len(paired) > 1 else 0)),
+            "same sign at every seed": bool(all(d > 0 for d in paired) or all(d < 0 for d in paired)),
         })  # fmt: skip
     return summary
 
@@ -76,11 +83,15 @@ def markdown(per_seed: dict[int, Any], summary: dict[str, Any]) -> str:
                  for s in seeds]  # fmt: skip
         lines.append(f"| {row} | " + " | ".join(cells)
                      + f" | {100 * values['mAP']['mean']:.1f} ± {100 * values['mAP']['std']:.1f} |")
-    lines += ["", "| comparison | mAP difference | spread (sum of stds) | larger than the spread |",
-              "|---|---|---|---|"]  # fmt: skip
+    lines += ["", "| comparison | mAP difference | spread (sum of stds) | larger than the spread "
+              "| per-seed differences | paired mean ± std | same sign at every seed |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for item in summary["comparisons"]:
+        paired = ", ".join(f"{100 * d:+.1f}" for d in item["per-seed differences"])
         lines.append(f"| {item['comparison']} | {100 * item['mAP difference']:+.1f} | "
-                     f"{100 * item['spread']:.1f} | {item['larger than the spread']} |")
+                     f"{100 * item['spread']:.1f} | {item['larger than the spread']} | {paired} | "
+                     f"{100 * item['mAP difference']:+.1f} ± {100 * item['paired std']:.1f} | "
+                     f"{item['same sign at every seed']} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -26,5 +26,18 @@ def test_summary_by_hand():
     assert first["mAP difference"] == pytest.approx(0.1)
     assert first["spread"] == pytest.approx(2 * 0.0141421, 1e-4)
     assert first["larger than the spread"] is True
+    # Paired: the same +0.1 at both seeds, so no spread and the same sign.
+    assert first["per-seed differences"] == pytest.approx([0.1, 0.1])
+    assert first["paired std"] == pytest.approx(0.0, abs=1e-9)
+    assert first["same sign at every seed"] is True
     text = seeds.markdown(per_seed, summary)
     assert "| 4.1: ResNet-50 over MILDNet | +10.0 |" in text
+    assert "| +10.0, +10.0 | +10.0 ± 0.0 | True |" in text
+
+
+def test_a_difference_that_changes_sign_is_not_the_same_sign():
+    per_seed = {0: _scores(0.0), 1: _scores(0.0)}
+    per_seed[1]["resnet50-lossless-offline"]["mAP"] = 0.1  # below triplet (0.2) at seed 1 only
+    second = seeds.summarise(per_seed)["comparisons"][1]  # lossless over triplet
+    assert second["per-seed differences"] == pytest.approx([0.1, -0.1])
+    assert second["same sign at every seed"] is False
