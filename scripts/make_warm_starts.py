@@ -1,19 +1,24 @@
 """Reproduce the CPU profiles' shipped warm starts (tripletlib/warm_starts/): ImageNet's stand-in.
 
-Draws the synthetic pool of `pretraining.WARM_START_POOL` (600 people that no book split holds),
-loads it at 64x32 and trains each backbone with `pretraining.train_warm_start` under
-`pretraining.WARM_START_RECIPE` (batch-all + identity softmax, 16 x 4 images per step, ResNet-50
-10,000 steps, MILDNet 8,000; Section 3.1.3's augmentation plus colour gain and brightness). Writes
-the embedder's weights (backbone and head) and a JSON record beside them.
+Trains each backbone with `pretraining.train_warm_start` (batch-all + identity softmax, 16 x 4
+images per step, Section 3.1.3's augmentation plus colour gain and brightness, warm-up and cosine)
+through the stages of `pretraining.warm_start_stages`: first on the synthetic pool
+`WARM_START_POOL` (600 people that no book split holds; ResNet-50 10,000 steps, MILDNet 8,000),
+then on the larger pool `WARM_START_SECOND_POOL` (1,500 other people; ResNet-50 5,000 steps,
+MILDNet 4,000, a new warm-up and cosine cycle at half the peak learning rate). Each pool is drawn
+by the generator and loaded at 64x32. Writes the embedder's weights (backbone and head) and a
+JSON record beside them (one entry per stage).
 
 `--monitor ROOT ...` scores the embedder every `--every` steps on the test splits of those
-Market-1501-shaped folders (e.g. the book's `cpu` and `ci` sets: measurement only, nothing is
-chosen by it), with its trained head and with a random one; the curve goes into the record. The
-shipped files were made with `--monitor` on the book's `cpu` and `ci` sets (docs/benchmarks.md):
-on 2 CPU cores shared by both backbones, about 100 minutes for ResNet-50 and 35 for MILDNet.
+Market-1501-shaped folders (e.g. the book's `cpu` and `ci` sets: measurement only), with its
+trained head and with a random one; the curve goes into the stage's record. `--first-stage FILE`
+starts from a first stage this script wrote and trains the second only. Times on 2 CPU cores are
+in docs/benchmarks.md (about 100 minutes for ResNet-50's first stage while MILDNet's shared the
+cores).
 
     python scripts/make_warm_starts.py --work /tmp/warm-start [--backbones resnet50 mildnet]
         [--monitor results/cpu/data/synthetic-cpu-seed0 results/ci/data/synthetic-ci-seed0]
+        [--first-stage FILE]
 """
 
 from __future__ import annotations
@@ -73,14 +78,14 @@ class Monitor(keras.callbacks.Callback):
 
 def make_warm_start(backbone: str, work: Path, out_dir: Path, steps: int | None = None,
                     progress: bool = True, monitor: list[Path] | None = None,
-                    every: int = 1000) -> Path:  # fmt: skip
+                    every: int = 1000, first_stage: Path | None = None) -> Path:  # fmt: skip
+    """Train `backbone`'s warm start through `pretraining.warm_start_stages` and write it.
+
+    `steps` replaces every stage's steps (a quick check); `first_stage` loads a file this function
+    wrote for the first stage (with its JSON record beside it) instead of training it again.
+    """
     recipe = pretraining.WARM_START_RECIPE
-    steps = steps or pretraining.warm_start_steps(backbone)
-    pool = work / "pool"
-    generate_synthetic_market(pool, **pretraining.WARM_START_POOL, progress=progress)
     height, width, _ = recipe["input_shape"]
-    train = data.load_splits(pool, height, width, work / "cache", splits=("train",),
-                             progress=progress)["train"]  # fmt: skip
     splits = {}
     for root in monitor or []:
         loaded = data.load_splits(root, height, width, work / "cache", splits=("query", "gallery"))
@@ -93,35 +98,56 @@ def make_warm_start(backbone: str, work: Path, out_dir: Path, steps: int | None 
             batchnorm_momentum=recipe["batchnorm_momentum"],
         )  # fmt: skip
 
+    out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(recipe["seed"])
     embedder = build()
-    callbacks, monitor_callback = [], None
-    if splits:
-        keras.utils.set_random_seed(MONITOR_SEED)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        monitor_callback = Monitor(embedder, build(), splits, every, steps,
-                                   out_dir / f"{backbone}-monitor.jsonl")  # fmt: skip
-        callbacks.append(monitor_callback)
-    augmentation = augment.build_augmentation(
-        seed=recipe["seed"], colour_gain=recipe["colour_gain"], brightness=recipe["brightness"]
-    )
-    record = pretraining.train_warm_start(
-        embedder, train.images, train.person_ids, steps=steps,
-        p=recipe["p"], k=recipe["k"], learning_rate=recipe["learning_rate"][backbone],
-        warmup_steps=recipe["warmup_steps"], margin=recipe["margin"], seed=recipe["seed"],
-        augmentation=augmentation, progress=progress and not splits, callbacks=callbacks,
-    )  # fmt: skip
-    out_dir.mkdir(parents=True, exist_ok=True)
+    stages = []
+    for number, stage in enumerate(pretraining.warm_start_stages(backbone), start=1):
+        if number == 1 and first_stage is not None:
+            embedder.load_weights(first_stage)
+            earlier = json.loads(Path(str(first_stage).replace(".weights.h5", ".json")).read_text())
+            stages.append(earlier["stages"][0] if "stages" in earlier else earlier)
+            continue
+        if number > 1:
+            keras.utils.set_random_seed(stage["seed"])
+        pool = work / ("pool" if number == 1 else f"pool-{number}")
+        generate_synthetic_market(pool, **stage["pool"], progress=progress)
+        train = data.load_splits(pool, height, width, work / "cache", splits=("train",),
+                                 progress=progress)["train"]  # fmt: skip
+        stage_steps = steps or stage["steps"]
+        callbacks, monitor_callback = [], None
+        if splits:
+            keras.utils.set_random_seed(MONITOR_SEED)
+            monitor_callback = Monitor(embedder, build(), splits, every, stage_steps,
+                                       out_dir / f"{backbone}-monitor.jsonl")  # fmt: skip
+            callbacks.append(monitor_callback)
+        augmentation = augment.build_augmentation(
+            seed=stage["seed"], colour_gain=recipe["colour_gain"], brightness=recipe["brightness"]
+        )
+        record = pretraining.train_warm_start(
+            embedder, train.images, train.person_ids, steps=stage_steps,
+            p=recipe["p"], k=recipe["k"], learning_rate=stage["learning_rate"],
+            warmup_steps=stage["warmup_steps"], margin=recipe["margin"], seed=stage["seed"],
+            augmentation=augmentation, progress=progress and not splits, callbacks=callbacks,
+        )  # fmt: skip
+        record["pool"] = stage["pool"]
+        if monitor_callback is not None:
+            record["monitor"] = {"splits": list(splits), "curve": monitor_callback.curve}
+        stages.append(record)
     target = out_dir / pretraining.warm_start_path(backbone).name
     temporary = target.with_name(target.name.replace(".weights.h5", ".tmp.weights.h5"))
     embedder.save_weights(temporary)  # backbone and head (pretraining.load_warm_start)
     os.replace(temporary, target)
-    record.update(backbone=backbone, pool=pretraining.WARM_START_POOL, backend=keras.backend.backend(),
-                  recipe={k: v for k, v in recipe.items() if k not in ("learning_rate", "steps")},
-                  contains="embedder (backbone and head)",
-                  sha256=hashlib.sha256(target.read_bytes()).hexdigest())  # fmt: skip
-    if monitor_callback is not None:
-        record["monitor"] = {"splits": list(splits), "curve": monitor_callback.curve}
+    record = {
+        "backbone": backbone, "backend": keras.backend.backend(),
+        "contains": "embedder (backbone and head)",
+        "steps": sum(stage["steps"] for stage in stages),
+        "seconds": round(sum(stage["seconds"] for stage in stages), 1),
+        "pools": [stage["pool"] for stage in stages], "losses": stages[-1]["losses"],
+        "recipe": {k: v for k, v in recipe.items()
+                   if k not in ("learning_rate", "steps", "second_stage")},
+        "stages": stages, "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+    }  # fmt: skip
     files.write_json_atomic(target.with_name(target.name.replace(".weights.h5", ".json")), record)
     return target
 
@@ -138,6 +164,9 @@ def main(argv=None) -> None:
     parser.add_argument("--monitor", type=Path, nargs="*", default=[],
                         help="Market-1501-shaped folders whose test splits are scored as it trains")
     parser.add_argument("--every", type=int, default=1000, help="steps between monitor scores")
+    parser.add_argument("--first-stage", type=Path, default=None,
+                        help="a first-stage file this script wrote (its .json beside it): "
+                             "train the later stages only")  # fmt: skip
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be >= 1; got {args.steps}")
@@ -147,9 +176,16 @@ def main(argv=None) -> None:
         if not (root / "query").is_dir() or not (root / "bounding_box_test").is_dir():
             parser.error(f"--monitor {root}: expected a Market-1501 folder with query/ and "
                          "bounding_box_test/")  # fmt: skip
+    if args.first_stage is not None:
+        record = Path(str(args.first_stage).replace(".weights.h5", ".json"))
+        if not args.first_stage.name.endswith(".weights.h5") or not record.is_file():
+            parser.error(f"--first-stage {args.first_stage}: expected a .weights.h5 file written "
+                         "by this script, with its .json record beside it")  # fmt: skip
+        if len(args.backbones) != 1:
+            parser.error("--first-stage needs exactly one --backbones")
     for backbone in args.backbones:
-        print(make_warm_start(backbone, args.work, args.out, args.steps,
-                              monitor=args.monitor, every=args.every))  # fmt: skip
+        print(make_warm_start(backbone, args.work, args.out, args.steps, monitor=args.monitor,
+                              every=args.every, first_stage=args.first_stage))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -508,3 +508,27 @@ def test_a_notebook_swaps_the_embedder_loss_and_augmentation(tiny_market, tmp_pa
     assert run_config["swapped"] == ["augmentation", "build_embedder", "loss_function"]
     assert {"evaluations", "triplet fits", "checkpoints"} <= set(run.phase_seconds)
     assert all(seconds >= 0 for seconds in run.phase_seconds.values())
+
+
+def test_a_run_records_the_shipped_warm_start_it_started_from(monkeypatch, tmp_path):
+    ci = config.PROFILES["ci"]
+    first = training.run_config_of("resnet50", "triplet", "offline", ci, 0, tmp_path)
+    assert first["warm_start"] == pretraining.warm_start_record("resnet50")["sha256"]
+    monkeypatch.setattr(pretraining, "warm_start_record", lambda backbone: {"sha256": "another"})
+    second = training.run_config_of("resnet50", "triplet", "offline", ci, 0, tmp_path)
+    assert second["warm_start"] == "another" and second != first
+    thesis = training.run_config_of("resnet50", "triplet", "offline", config.PROFILES["thesis"], 0,
+                                    tmp_path)  # fmt: skip
+    assert "warm_start" not in thesis
+
+
+def test_a_finished_run_of_another_warm_start_is_not_returned(offline_run, tiny_market, tmp_path,
+                                                              capsys):  # fmt: skip
+    copy = tmp_path / "run"
+    shutil.copytree(offline_run.out_dir, copy)
+    recorded = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**recorded, "warm_start": "an older one"}))
+    with pytest.raises(ValueError, match=r"another config \(warm_start differ\)"):
+        train_row("mildnet", "triplet", "offline", PROFILE, tiny_market, copy, progress=False)
+    runs.check_run_folder(copy, recorded, overwrite=True)
+    assert "replacing a run of another config (warm_start differ)" in capsys.readouterr().out

@@ -44,3 +44,21 @@ def test_learning_report_is_the_recorded_it_learns_check(tmp_path):
         "a: trained mAP beats untrained mAP: True\nb: trained mAP beats untrained mAP: False"
     )
     assert workspace.learning_report(["a"], ratio=10.0).endswith("x 10.0: False")
+
+
+def test_a_row_of_an_older_recipe_is_trained_again_but_another_setup_is_left_alone(tmp_path):
+    workspace, row = Workspace("ci", output_dir=tmp_path), "resnet50-triplet-offline"
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    assert not workspace._older_recipe(row, data_root)  # nothing there yet
+    run = workspace.run_dir(row)
+    run.mkdir(parents=True)
+    older = {"profile": {"name": "ci", "learning_rate": 3e-4}, "seed": 0,
+             "data_root": str(data_root.resolve()), "warm_start": "an older one"}  # fmt: skip
+    (run / "config.json").write_text(json.dumps(older))
+    assert workspace._older_recipe(row, data_root)
+    for change in ({"seed": 1}, {"profile": {"name": "cpu"}}, {"data_root": "/elsewhere"}):
+        (run / "config.json").write_text(json.dumps({**older, **change}))
+        assert not workspace._older_recipe(row, data_root), change
+    (run / "config.json").write_text("not json")
+    assert not workspace._older_recipe(row, data_root)

@@ -75,8 +75,11 @@ def check_run_folder(out_dir: Path, run_config: dict[str, Any], overwrite: bool)
             f"--out {out_dir} is not empty and holds no config.json of a tripletlib run, so it is "
             "left alone; choose another folder (new or empty)"
         )
-    if existing != run_config and not overwrite:
-        changed = sorted(key for key in run_config if existing.get(key) != run_config[key])
+    changed = sorted(key for key in {**existing, **run_config}
+                     if existing.get(key) != run_config.get(key))  # fmt: skip
+    if changed and overwrite:
+        print(f"{out_dir}: replacing a run of another config ({', '.join(changed)} differ)")
+    elif changed:
         raise ValueError(
             f"--out {out_dir} holds a run of another config ({', '.join(changed)} differ); pass "
             "--overwrite (overwrite=True) to replace it, or choose another folder (the same "

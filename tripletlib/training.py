@@ -193,17 +193,7 @@ def train_row(
         "build_triplet_model": build_triplet_model,
     }
     swapped = sorted(name for name, value in swaps.items() if value is not None)
-    run_config = {
-        "row": row,
-        "backbone": backbone,
-        "loss": loss,
-        "mining": mining,
-        "profile": profile.to_dict(),
-        "seed": seed,
-        "backend": keras.backend.backend(),
-        "data_root": str(data_root),
-        **({"swapped": swapped} if swapped else {}),
-    }
+    run_config = run_config_of(backbone, loss, mining, profile, seed, data_root, swapped)
     epochs = total_epochs(profile)
     runs.check_run_folder(out_dir, run_config, overwrite)
     same_config = read_json(out_dir / "config.json") == run_config
@@ -667,6 +657,27 @@ def _check_arguments(profile, seed, stop_after_epochs) -> None:
         raise ValueError(
             f"stop_after_epochs must be None or an int >= 1; got {stop_after_epochs!r}"
         )
+
+
+def run_config_of(backbone: str, loss: str, mining: str, profile: config.Profile, seed: int,
+                  data_root: Path, swapped: list[str] | None = None) -> dict[str, Any]:
+    """What config.json records of a run, and what makes two runs the same run: the row, the
+    profile, the seed, the backend, the dataset, the swapped parts, and the shipped warm start's
+    SHA-256 where the profile starts from it (another warm start is another run)."""
+    run_config = {
+        "row": config.row_name(backbone, loss, mining),
+        "backbone": backbone,
+        "loss": loss,
+        "mining": mining,
+        "profile": profile.to_dict(),
+        "seed": seed,
+        "backend": keras.backend.backend(),
+        "data_root": str(data_root),
+        **({"swapped": swapped} if swapped else {}),
+    }
+    if profile.warm_start == "shipped":
+        run_config["warm_start"] = pretraining.warm_start_record(backbone)["sha256"]
+    return run_config
 
 
 def _check_data_root(data_root) -> Path:

@@ -100,24 +100,42 @@ class Workspace:
         return self.output_dir / "runs" / row
 
     def train_row(self, row: str, progress: bool | None = None) -> dict[str, Any]:
-        """Train one row of tables 4.1-4.3 (or find it trained) and return its metrics."""
+        """Train one row of tables 4.1-4.3 (or find it trained) and return its metrics; a row
+        this book trained with an older recipe (e.g. another shipped warm start) is trained again."""
         if row not in config.THESIS_ROWS and row.count("-") < 2:
             raise ValueError(f"unknown row {row!r}; the thesis rows are {list(config.THESIS_ROWS)}")
         from tripletlib.training import train_row
 
         backbone, loss, mining = _split_row(row)
+        data_root = self.ensure_dataset()
         train_row(
             backbone,
             loss,
             mining,
             self.profile,
-            data_root=self.ensure_dataset(),
+            data_root=data_root,
             out_dir=self.run_dir(row),
             seed=self.seed,
             cache_dir=self.cache_dir,
             progress=self.progress if progress is None else progress,
+            overwrite=self._older_recipe(row, data_root),
         )
         return self.run_metrics(row)
+
+    def _older_recipe(self, row: str, data_root: Path) -> bool:
+        """Whether the row's folder holds this book's row (same profile name, seed and data) made
+        with an older recipe (profile fields, shipped warm start): then it is trained again. A
+        run of another profile, seed or dataset is left alone (train_row refuses it by name)."""
+        path = self.run_dir(row) / "config.json"
+        try:
+            existing = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False  # no run there, or not ours: train_row decides
+        return isinstance(existing, dict) and (
+            existing.get("profile", {}).get("name") == self.profile.name
+            and existing.get("seed") == self.seed
+            and existing.get("data_root") == str(Path(data_root).expanduser().resolve())
+        )
 
     def run_metrics(self, row: str) -> dict[str, Any]:
         path = self.run_dir(row) / "metrics.json"
