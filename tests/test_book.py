@@ -62,12 +62,15 @@ def test_ci_book_batch_writes_tables_figures_and_trained_rows():
         )
         assert metrics.pretraining["steps"] == pretraining.warm_start_steps(row.split("-")[0]), row
     # Issue 14's bar: every row must beat the hand-crafted colour descriptor (no learning) on the
-    # same split. Measured at seed 0 with the shipped warm starts (docs/benchmarks.md, "Learning on
-    # 2 CPU cores"): baseline mAP 0.496; MILDNet 0.66, the ResNet-50 rows 0.80-0.84.
+    # same split, and the ResNet-50 rows by half again. Measured at seed 0 with the two-stage
+    # shipped warm starts (docs/benchmarks.md, "Learning on 2 CPU cores"): baseline mAP 0.496;
+    # MILDNet 0.754 (1.52x), the ResNet-50 rows 0.880-0.886 (1.77-1.79x).
     baseline = json.loads((RESULTS / "baseline.json").read_text())
     for row in config.THESIS_ROWS:
         trained = RunMetrics.read(RESULTS / "runs" / row).trained["mAP"]
         assert trained > baseline["mAP"], f"{row}: mAP {trained:.3f}, baseline {baseline['mAP']:.3f}"
+        if row.startswith("resnet50"):
+            assert trained >= 1.5 * baseline["mAP"], f"{row}: mAP {trained:.3f} < 1.5 x baseline"
     table_41 = (RESULTS / "tables" / "table_4_1.md").read_text()
     assert "hand-crafted (no learning)" in table_41
     assert "synthetic" in table_41.lower() and "79.5" in table_41
