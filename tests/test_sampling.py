@@ -14,6 +14,7 @@ from tripletlib.sampling import (
     PKDataset,
     TripletDataset,
     classify_triplets,
+    loader_workers,
 )
 
 # Identities 1-5: 6 images each over cameras 1, 2, 3 (two per camera).
@@ -198,7 +199,12 @@ def test_no_valid_triplet_raises():
 
 
 def test_fit_reads_the_same_epochs_when_resumed():
-    """Keras calls on_epoch_end once before the first epoch; resuming must match anyway."""
+    """Keras calls on_epoch_end once before the first epoch; resuming must match anyway.
+
+    Under JAX Keras also reads one batch before that on_epoch_end (to build the model); with
+    worker threads its enqueuer would then serve stale batches in every epoch (sampling.py,
+    `loader_workers`), and the resumed epoch would differ from the uninterrupted one.
+    """
 
     def epoch_losses(initial_epoch: int) -> list[float]:
         dataset = make_triplets(batch_size=8, seed=5)
@@ -228,7 +234,7 @@ def test_device_resident_batches_equal_the_plain_batches_epoch_by_epoch():
     device = DeviceTripletDataset(
         TripletDataset(pixels, person_ids, camera_ids, batch_size=5, steps_per_epoch=3, seed=7)
     )
-    assert len(device) == 3 and device.workers == LOADER_WORKERS
+    assert len(device) == 3 and device.workers == loader_workers()
     for epoch in range(2):
         assert device.triplets.epoch == plain.epoch == epoch
         for index in range(3):
@@ -251,7 +257,8 @@ def test_device_resident_batches_equal_the_plain_batches_epoch_by_epoch():
 
 def test_keras_reads_the_datasets_with_worker_threads_and_no_tf_data_autotuning():
     """With one worker Keras adds tf.data's prefetch(AUTOTUNE), whose autotuning thread makes the
-    end of `fit` wait up to 60 s (sampling.LOADER_WORKERS); with more, Keras turns it off."""
+    end of `fit` wait up to 60 s (sampling.LOADER_WORKERS); with more, Keras turns it off. Only
+    under TensorFlow: elsewhere one worker, no enqueuer (sampling.loader_workers)."""
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
     images = row_images(len(PERSON_IDS))
@@ -261,12 +268,14 @@ def test_keras_reads_the_datasets_with_worker_threads_and_no_tf_data_autotuning(
         "IdentityBatches": IdentityBatches(images, PERSON_IDS, batch_size=4, steps=3, seed=0),
         "validation batches": FixedEpoch(make_triplets(batch_size=8)),
     }
+    tensorflow = keras.backend.backend() == "tensorflow"
     assert LOADER_WORKERS > 1
+    assert loader_workers() == (LOADER_WORKERS if tensorflow else 1)
     for name, dataset in datasets.items():
-        assert dataset.workers == LOADER_WORKERS, name
+        assert dataset.workers == loader_workers(), name
         adapter = PyDatasetAdapter(dataset)
-        assert adapter.enqueuer is not None, name
-        if keras.backend.backend() == "tensorflow":
+        assert (adapter.enqueuer is not None) is tensorflow, name
+        if tensorflow:
             assert adapter.get_tf_dataset().options().autotune.enabled is False, name
     assert TripletDataset(images, PERSON_IDS, CAMERA_IDS, workers=1).workers == 1
 

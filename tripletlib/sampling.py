@@ -80,14 +80,29 @@ def _check_seed(seed) -> None:
 # difference (docs/benchmarks.md, "The wait at the end of fit"). With more than one worker Keras
 # feeds the batches from its own threads and turns tf.data's autotuning off. Batches are pure
 # functions of (seed, epoch, index), so the threads change no batch.
+#
+# Only under TensorFlow, though (`loader_workers`). The JAX (and torch) trainers build the model
+# from one batch before the first epoch: that starts Keras' OrderedEnqueuer, which submits the
+# epoch's batches to its threads, and the `on_epoch_end` that follows stops it, keeping the
+# batches read but not yet consumed for "the next run". Every later epoch then serves those stale
+# batches first and stops after `len(dataset)`, so it reads batches of the previous epoch (how many
+# depends on thread timing) and a resumed `fit` reads other batches than an uninterrupted one.
+# Without the enqueuer (one worker) Keras reads `dataset[i]` in order in the main thread, and
+# there is no tf.data autotuning to avoid outside TensorFlow.
 LOADER_WORKERS = 2
 
 
+def loader_workers() -> int:
+    """Keras worker threads of the library's datasets: ``LOADER_WORKERS`` under the TensorFlow
+    backend, 1 (Keras' default, no ``OrderedEnqueuer``) under the others."""
+    return LOADER_WORKERS if keras.backend.backend() == "tensorflow" else 1
+
+
 class Batches(keras.utils.PyDataset):
-    """A Keras ``PyDataset`` read by ``LOADER_WORKERS`` threads unless ``workers`` is given."""
+    """A Keras ``PyDataset`` read by ``loader_workers()`` threads unless ``workers`` is given."""
 
     def __init__(self, **kwargs) -> None:
-        kwargs.setdefault("workers", LOADER_WORKERS)
+        kwargs.setdefault("workers", loader_workers())
         super().__init__(**kwargs)
 
 
