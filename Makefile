@@ -26,7 +26,7 @@ test: $(BIN)/tripletlib
 	bash scripts/test.sh
 
 ## The GPU paths at a tiny size on the CPU under JAX: the thesis-profile book (11 minutes on 2 cores,
-## so not part of `make test`) and scripts/gpu_run.py --tiny (3 minutes; `make test` runs it too).
+## so not part of `make test`) and scripts/gpu_run.py --tiny (under 3 minutes; `make test` runs it too).
 smoke: $(BIN)/tripletlib
 	KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m pytest tests -m smoke -q
 

@@ -31,7 +31,8 @@ KERAS_BACKEND=jax $BIN/python -m pytest tests/test_losses.py tests/test_augment.
     tests/test_hardware_settings.py -q
 
 # The prepared GPU command (issue 15) at its tiny size on the CPU under JAX: environment, data,
-# the gpu book's notebook 00 and two epochs of the timed row (3 minutes on 2 cores). The other
-# `smoke` test (the thesis profile's whole book, 11 minutes) runs in `make smoke` only.
+# the gpu book's notebook 00 and two epochs of the timed row (41 s in fresh-clone CI, 3 minutes
+# beside a training job). The other `smoke` test (the thesis profile's whole book, 11 minutes)
+# runs in `make smoke` only.
 step "scripts/gpu_run.py --tiny under JAX"
 $BIN/python -m pytest tests/test_thesis_smoke.py -m smoke -k prepared_gpu_script -q
