@@ -105,7 +105,7 @@ def make_warm_start(backbone: str, work: Path, out_dir: Path, steps: int | None 
     for number, stage in enumerate(pretraining.warm_start_stages(backbone), start=1):
         if number == 1 and first_stage is not None:
             embedder.load_weights(first_stage)
-            earlier = json.loads(Path(str(first_stage).replace(".weights.h5", ".json")).read_text())
+            earlier = json.loads(pretraining.warm_start_record_path(first_stage).read_text())
             stages.append(earlier["stages"][0] if "stages" in earlier else earlier)
             continue
         if number > 1:
@@ -148,7 +148,7 @@ def make_warm_start(backbone: str, work: Path, out_dir: Path, steps: int | None 
                    if k not in ("learning_rate", "steps", "second_stage")},
         "stages": stages, "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
     }  # fmt: skip
-    files.write_json_atomic(target.with_name(target.name.replace(".weights.h5", ".json")), record)
+    files.write_json_atomic(pretraining.warm_start_record_path(target), record)
     return target
 
 
@@ -177,7 +177,7 @@ def main(argv=None) -> None:
             parser.error(f"--monitor {root}: expected a Market-1501 folder with query/ and "
                          "bounding_box_test/")  # fmt: skip
     if args.first_stage is not None:
-        record = Path(str(args.first_stage).replace(".weights.h5", ".json"))
+        record = pretraining.warm_start_record_path(args.first_stage)
         if not args.first_stage.name.endswith(".weights.h5") or not record.is_file():
             parser.error(f"--first-stage {args.first_stage}: expected a .weights.h5 file written "
                          "by this script, with its .json record beside it")  # fmt: skip

@@ -48,15 +48,23 @@ print("RESULT " + json.dumps({"devices": keras.distribution.list_devices(),
 """
 
 
+def jax_environment() -> dict[str, str]:
+    """The environment of a test's subprocess under JAX, this checkout on its path."""
+    return {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "MPLBACKEND": "Agg",
+    }
+
+
 def run_on_two_cpu_devices(arguments: list[str], timeout: int) -> dict:
     """Run ``python arguments...`` under JAX with two host CPU devices and return the JSON of its
     last ``RESULT `` line (the flag must be set before jax starts, hence the subprocess)."""
     environment = {
-        **os.environ,
-        "KERAS_BACKEND": "jax",
+        **jax_environment(),
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",  # read when jax starts
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     completed = subprocess.run(
         [sys.executable, *arguments],

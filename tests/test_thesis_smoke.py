@@ -16,12 +16,12 @@ about 11 minutes on 2 cores) stays out of `make test` (CI's 30-minute budget); t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_devices import jax_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 # The thesis profile at a CPU smoke size: only what a 2-core machine cannot afford changes.
@@ -30,16 +30,6 @@ THESIS_SMOKE_SETTINGS = [
     "steps_per_epoch=2", "synthetic_train_ids=12", "synthetic_test_ids=8",
     "triplet_batch_size=8", "pk_identities=4", "pk_images=4", "embed_batch_size=64",
 ]  # fmt: skip
-
-
-def jax_environment() -> dict[str, str]:
-    return {
-        **os.environ,
-        "KERAS_BACKEND": "jax",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "MPLBACKEND": "Agg",
-    }
 
 
 @pytest.mark.slow

@@ -272,11 +272,17 @@ def warm_start_path(backbone: str) -> Path:
     return WARM_START_DIR / f"{backbone}-w{recipe['width']:g}-{height}x{width}.weights.h5"
 
 
+def warm_start_record_path(weights_path: Path) -> Path:
+    """The JSON record written beside a warm start's ``.weights.h5`` file."""
+    weights_path = Path(weights_path)
+    return weights_path.with_name(weights_path.name.replace(".weights.h5", ".json"))
+
+
 def warm_start_record(backbone: str) -> dict[str, Any]:
     """The JSON record beside `warm_start_path(backbone)` (recipe, losses, seconds), or a clear
     error when the package lacks the file (`scripts/make_warm_starts.py` writes both)."""
     path = warm_start_path(backbone)
-    record_path = path.with_name(path.name.replace(".weights.h5", ".json"))
+    record_path = warm_start_record_path(path)
     if not path.is_file() or not record_path.is_file():
         raise FileNotFoundError(
             f"the shipped warm start {path} (or its .json record) is missing; recreate it with "
