@@ -4,21 +4,21 @@ Trains each backbone with `pretraining.train_warm_start` (batch-all + identity s
 images per step, Section 3.1.3's augmentation plus colour gain and brightness, warm-up and cosine)
 through the stages of `pretraining.warm_start_stages`: first on the synthetic pool
 `WARM_START_POOL` (600 people that no book split holds; ResNet-50 10,000 steps, MILDNet 8,000),
-then on the larger pool `WARM_START_SECOND_POOL` (1,500 other people; ResNet-50 5,000 steps,
-MILDNet 4,000, a new warm-up and cosine cycle at half the peak learning rate). Each pool is drawn
-by the generator and loaded at 64x32. Writes the embedder's weights (backbone and head) and a
+then on each larger pool of `pretraining.warm_start_later_pools` (1,500 other people, then 3,000;
+ResNet-50 5,000 steps, MILDNet 4,000 each, a new warm-up and cosine cycle at half the peak
+learning rate). Each pool is drawn by the generator and loaded at 64x32. Writes the embedder's weights (backbone and head) and a
 JSON record beside them (one entry per stage).
 
 `--monitor ROOT ...` scores the embedder every `--every` steps on the test splits of those
 Market-1501-shaped folders (e.g. the book's `cpu` and `ci` sets: measurement only), with its
-trained head and with a random one; the curve goes into the stage's record. `--first-stage FILE`
-starts from a first stage this script wrote and trains the second only. Times on 2 CPU cores are
+trained head and with a random one; the curve goes into the stage's record. `--continue-from
+FILE` starts from a file this script wrote with fewer stages and trains the stages after them. Times on 2 CPU cores are
 in docs/benchmarks.md (about 100 minutes for ResNet-50's first stage while MILDNet's shared the
 cores).
 
     python scripts/make_warm_starts.py --work /tmp/warm-start [--backbones resnet50 mildnet]
         [--monitor results/cpu/data/synthetic-cpu-seed0 results/ci/data/synthetic-ci-seed0]
-        [--first-stage FILE]
+        [--continue-from FILE]
 """
 
 from __future__ import annotations
@@ -76,13 +76,30 @@ class Monitor(keras.callbacks.Callback):
             log.write(json.dumps(point) + "\n")
 
 
+def _earlier_stages(backbone: str, path: Path) -> list[dict]:
+    """The stage records of a warm start this script wrote, checked against the recipe's pools:
+    the stages `make_warm_start(continue_from=path)` does not train again."""
+    record = json.loads(pretraining.warm_start_record_path(path).read_text())
+    stages = record.get("stages", [record])  # a one-stage record is its own stage
+    pools = [stage["pool"] for stage in pretraining.warm_start_stages(backbone)]
+    done = [stage.get("pool") for stage in stages]
+    fits = record.get("backbone") == backbone and len(done) < len(pools)
+    if not fits or done != pools[: len(done)]:
+        raise ValueError(
+            f"{path}: a {record.get('backbone')} warm start on pools {done}; expected a {backbone} "
+            f"one on fewer than all of the recipe's pools {pools}, in order"
+        )
+    return stages
+
+
 def make_warm_start(backbone: str, work: Path, out_dir: Path, steps: int | None = None,
                     progress: bool = True, monitor: list[Path] | None = None,
-                    every: int = 1000, first_stage: Path | None = None) -> Path:  # fmt: skip
+                    every: int = 1000, continue_from: Path | None = None) -> Path:  # fmt: skip
     """Train `backbone`'s warm start through `pretraining.warm_start_stages` and write it.
 
-    `steps` replaces every stage's steps (a quick check); `first_stage` loads a file this function
-    wrote for the first stage (with its JSON record beside it) instead of training it again.
+    `steps` replaces every stage's steps (a quick check); `continue_from` loads a file this
+    function wrote (its JSON record beside it) and trains only the stages after the ones its record
+    lists, instead of training those again.
     """
     recipe = pretraining.WARM_START_RECIPE
     height, width, _ = recipe["input_shape"]
@@ -101,12 +118,11 @@ def make_warm_start(backbone: str, work: Path, out_dir: Path, steps: int | None 
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(recipe["seed"])
     embedder = build()
-    stages = []
+    stages = [] if continue_from is None else _earlier_stages(backbone, continue_from)
+    if continue_from is not None:
+        embedder.load_weights(continue_from)
     for number, stage in enumerate(pretraining.warm_start_stages(backbone), start=1):
-        if number == 1 and first_stage is not None:
-            embedder.load_weights(first_stage)
-            earlier = json.loads(pretraining.warm_start_record_path(first_stage).read_text())
-            stages.append(earlier["stages"][0] if "stages" in earlier else earlier)
+        if number <= len(stages):
             continue
         if number > 1:
             keras.utils.set_random_seed(stage["seed"])
@@ -145,7 +161,7 @@ def make_warm_start(backbone: str, work: Path, out_dir: Path, steps: int | None 
         "seconds": round(sum(stage["seconds"] for stage in stages), 1),
         "pools": [stage["pool"] for stage in stages], "losses": stages[-1]["losses"],
         "recipe": {k: v for k, v in recipe.items()
-                   if k not in ("learning_rate", "steps", "second_stage")},
+                   if k not in ("learning_rate", "steps", "later_stages")},
         "stages": stages, "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
     }  # fmt: skip
     files.write_json_atomic(pretraining.warm_start_record_path(target), record)
@@ -164,9 +180,9 @@ def main(argv=None) -> None:
     parser.add_argument("--monitor", type=Path, nargs="*", default=[],
                         help="Market-1501-shaped folders whose test splits are scored as it trains")
     parser.add_argument("--every", type=int, default=1000, help="steps between monitor scores")
-    parser.add_argument("--first-stage", type=Path, default=None,
-                        help="a first-stage file this script wrote (its .json beside it): "
-                             "train the later stages only")  # fmt: skip
+    parser.add_argument("--continue-from", type=Path, default=None,
+                        help="a file this script wrote with fewer stages (its .json beside it): "
+                             "train the stages after its own only")  # fmt: skip
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be >= 1; got {args.steps}")
@@ -176,16 +192,16 @@ def main(argv=None) -> None:
         if not (root / "query").is_dir() or not (root / "bounding_box_test").is_dir():
             parser.error(f"--monitor {root}: expected a Market-1501 folder with query/ and "
                          "bounding_box_test/")  # fmt: skip
-    if args.first_stage is not None:
-        record = pretraining.warm_start_record_path(args.first_stage)
-        if not args.first_stage.name.endswith(".weights.h5") or not record.is_file():
-            parser.error(f"--first-stage {args.first_stage}: expected a .weights.h5 file written "
-                         "by this script, with its .json record beside it")  # fmt: skip
+    if args.continue_from is not None:
+        record = pretraining.warm_start_record_path(args.continue_from)
+        if not args.continue_from.name.endswith(".weights.h5") or not record.is_file():
+            parser.error(f"--continue-from {args.continue_from}: expected a .weights.h5 file "
+                         "written by this script, with its .json record beside it")  # fmt: skip
         if len(args.backbones) != 1:
-            parser.error("--first-stage needs exactly one --backbones")
+            parser.error("--continue-from needs exactly one --backbones")
     for backbone in args.backbones:
         print(make_warm_start(backbone, args.work, args.out, args.steps, monitor=args.monitor,
-                              every=args.every, first_stage=args.first_stage))  # fmt: skip
+                              every=args.every, continue_from=args.continue_from))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -62,15 +62,17 @@ def test_ci_book_batch_writes_tables_figures_and_trained_rows():
         )
         assert metrics.pretraining["steps"] == pretraining.warm_start_steps(row.split("-")[0]), row
     # Issue 14's bar: every row must beat the hand-crafted colour descriptor (no learning) on the
-    # same split, and the ResNet-50 rows by half again. Measured at seed 0 with the two-stage
-    # shipped warm starts (docs/benchmarks.md, "Learning on 2 CPU cores"): baseline mAP 0.496;
-    # MILDNet 0.754 (1.52x), the ResNet-50 rows 0.880-0.886 (1.77-1.79x).
+    # same split: MILDNet by 1.3x its mAP, the ResNet-50 rows by 1.5x. Measured at seed 0 with the
+    # three-stage shipped warm starts (docs/benchmarks.md, "Learning on 2 CPU cores"): baseline
+    # mAP 0.496; MILDNet 0.794 (1.60x), the ResNet-50 rows 0.919-0.923 (1.85-1.86x).
     baseline = json.loads((RESULTS / "baseline.json").read_text())
     for row in config.THESIS_ROWS:
         trained = RunMetrics.read(RESULTS / "runs" / row).trained["mAP"]
         assert trained > baseline["mAP"], f"{row}: mAP {trained:.3f}, baseline {baseline['mAP']:.3f}"
-        if row.startswith("resnet50"):
-            assert trained >= 1.5 * baseline["mAP"], f"{row}: mAP {trained:.3f} < 1.5 x baseline"
+        ratio = 1.5 if row.startswith("resnet50") else 1.3
+        assert trained >= ratio * baseline["mAP"], (
+            f"{row}: mAP {trained:.3f} < {ratio} x baseline {baseline['mAP']:.3f}"
+        )
     table_41 = (RESULTS / "tables" / "table_4_1.md").read_text()
     assert "hand-crafted (no learning)" in table_41
     assert "synthetic" in table_41.lower() and "79.5" in table_41

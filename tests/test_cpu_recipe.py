@@ -87,7 +87,7 @@ def test_the_shipped_warm_starts_load_into_the_cpu_embedders_head_included():
     for backbone in models.BACKBONES:
         record = pretraining.warm_start_record(backbone)
         assert record["steps"] == pretraining.warm_start_steps(backbone)
-        assert record["pools"] == [pretraining.WARM_START_POOL, pretraining.WARM_START_SECOND_POOL]
+        assert record["pools"] == pretraining.warm_start_pools()
         assert [stage["steps"] for stage in record["stages"]] == [
             stage["steps"] for stage in pretraining.warm_start_stages(backbone)
         ]

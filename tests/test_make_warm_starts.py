@@ -29,16 +29,21 @@ def test_make_warm_start_writes_the_whole_embedder_and_its_monitor_curve(
     monkeypatch.setattr(pretraining, "WARM_START_POOL", {"train_ids": 4, "test_ids": 2, "seed": 7})
     monkeypatch.setattr(pretraining, "WARM_START_SECOND_POOL",
                         {"train_ids": 5, "test_ids": 2, "seed": 9})  # fmt: skip
+    monkeypatch.setattr(pretraining, "WARM_START_THIRD_POOL",
+                        {"train_ids": 3, "test_ids": 2, "seed": 11})  # fmt: skip
     monkeypatch.setitem(pretraining.WARM_START_RECIPE, "p", 2)
     monitored = tmp_path / "monitored"
     generate_synthetic_market(monitored, train_ids=2, test_ids=3, seed=8, progress=False)
     target = script.make_warm_start("mildnet", tmp_path / "work", tmp_path / "out", steps=2,
                                     progress=False, monitor=[monitored], every=1)  # fmt: skip
     record = json.loads(target.with_name(target.name.replace(".weights.h5", ".json")).read_text())
-    assert record["steps"] == 4 and record["contains"] == "embedder (backbone and head)"
-    assert record["pools"] == [pretraining.WARM_START_POOL, pretraining.WARM_START_SECOND_POOL]
-    # Each stage trains on its own pool: 4 people, then 5.
-    assert [stage["identities"] for stage in record["stages"]] == [4, 5]
+    assert record["steps"] == 6 and record["contains"] == "embedder (backbone and head)"
+    assert record["pools"] == pretraining.warm_start_pools() == [
+        pretraining.WARM_START_POOL, pretraining.WARM_START_SECOND_POOL,
+        pretraining.WARM_START_THIRD_POOL,
+    ]  # fmt: skip
+    # Each stage trains on its own pool: 4 people, then 5, then 3.
+    assert [stage["identities"] for stage in record["stages"]] == [4, 5, 3]
     assert [stage["learning_rate"] for stage in record["stages"]] == [
         stage["learning_rate"] for stage in pretraining.warm_start_stages("mildnet")
     ]
@@ -50,7 +55,7 @@ def test_make_warm_start_writes_the_whole_embedder_and_its_monitor_curve(
             assert 0 <= rank1 <= 100 and 0 < mean_ap <= 100
             assert len(point["random_head"]["monitored"]) == 2
     lines = (tmp_path / "out" / "mildnet-monitor.jsonl").read_text().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 6
     # The file holds backbone and head: loading it gives a fresh embedder the trained head.
     keras.utils.set_random_seed(5)
     recipe = pretraining.WARM_START_RECIPE
@@ -61,15 +66,27 @@ def test_make_warm_start_writes_the_whole_embedder_and_its_monitor_curve(
     embedder.load_weights(target)
     assert not np.allclose(embedder.get_layer("embedding").get_weights()[0], random_head)
 
-    # --first-stage: the second stage starts from that file and keeps its first stage's record.
-    again = script.make_warm_start("mildnet", tmp_path / "work", tmp_path / "again", steps=1,
-                                   progress=False, first_stage=target)  # fmt: skip
-    continued = json.loads(again.with_name(again.name.replace(".weights.h5", ".json")).read_text())
-    assert continued["stages"][0] == record["stages"][0]
-    assert continued["steps"] == 2 + 1 and continued["stages"][1]["identities"] == 5
-    first = embedder.get_layer("embedding").get_weights()[0].copy()  # loaded from `target`
+    # --continue-from: a file with the first two stages goes on with the third only and keeps the
+    # records of the stages it holds; a file that holds every stage is refused.
+    with monkeypatch.context() as two_stages:
+        two_stages.setattr(pretraining, "warm_start_later_pools",
+                           lambda: [pretraining.WARM_START_SECOND_POOL])  # fmt: skip
+        earlier = script.make_warm_start("mildnet", tmp_path / "work", tmp_path / "two", steps=1,
+                                         progress=False)  # fmt: skip
+    earlier_record = json.loads(pretraining.warm_start_record_path(earlier).read_text())
+    again = script.make_warm_start("mildnet", tmp_path / "work", tmp_path / "again", steps=2,
+                                   progress=False, continue_from=earlier)  # fmt: skip
+    continued = json.loads(pretraining.warm_start_record_path(again).read_text())
+    assert continued["stages"][:2] == earlier_record["stages"]
+    assert continued["steps"] == 1 + 1 + 2 and continued["stages"][2]["identities"] == 3
+    assert continued["pools"] == pretraining.warm_start_pools()
+    embedder.load_weights(earlier)
+    two = embedder.get_layer("embedding").get_weights()[0].copy()
     embedder.load_weights(again)
-    assert not np.allclose(embedder.get_layer("embedding").get_weights()[0], first)
+    assert not np.allclose(embedder.get_layer("embedding").get_weights()[0], two)
+    with pytest.raises(ValueError, match="fewer than all of the recipe's pools"):
+        script.make_warm_start("mildnet", tmp_path / "work", tmp_path / "three", steps=1,
+                               progress=False, continue_from=again)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -78,7 +95,7 @@ def test_make_warm_start_writes_the_whole_embedder_and_its_monitor_curve(
         (["--steps", "0"], "--steps must be >= 1"),
         (["--every", "0"], "--every must be >= 1"),
         (["--monitor", "/nonexistent/set"], "expected a Market-1501 folder"),
-        (["--first-stage", "/nonexistent/mildnet.weights.h5", "--backbones", "mildnet"],
+        (["--continue-from", "/nonexistent/mildnet.weights.h5", "--backbones", "mildnet"],
          "expected a .weights.h5 file written by this script"),
     ],
 )

@@ -8,8 +8,8 @@ The `ci` and `cpu` profiles run without ImageNet weights on the synthetic Market
 two CPU cores (`CPU_RECIPE`): the thesis' backbones at a quarter of their channels on 64x32 inputs,
 per-image input standardisation, colour-cast augmentation on top of Section 3.1.3's, and a warm
 start shipped with the package in ImageNet's place (`pretraining.warm_start_path`: the whole
-embedder trained with batch-all + identity softmax on 600 synthetic people that no book split
-holds). Each row then fine-tunes it with the thesis' recipe at its Adam 1e-4 (measured:
+embedder trained with batch-all + identity softmax on 600, then 1,500, then 3,000 synthetic
+people that no book split holds). Each row then fine-tunes it with the thesis' recipe at its Adam 1e-4 (measured:
 docs/benchmarks.md; 3e-4 made every row worse than its warm start). The older
 warm start on the training split itself (`pretrain_steps` of identity classification,
 `pretraining.pretrained_weights`) remains available. Their numbers are about the method on
@@ -86,7 +86,7 @@ class Profile:
     # "per-image" input standardisation instead of ImageNet's "caffe" means, colour-cast
     # augmentation on top of Section 3.1.3's (per-channel gain, brightness, random erasing), and a
     # warm start shipped with the package ("shipped": pretraining.warm_start_path) in ImageNet's
-    # place, trained on 600 synthetic people that no book split holds.
+    # place, trained on 600, then 1,500, then 3,000 synthetic people that no book split holds.
     width_multiplier: float = 1.0
     input_normalization: str = "caffe"
     colour_gain: float = 0.0

@@ -226,36 +226,49 @@ def train_warm_start(
 
 # The shipped warm starts of the CPU profiles (`ci`, `cpu`): synthetic pools of people drawn with
 # their own seeds, so that none of them is in a book split (the book's sets use seeds 0-2), trained
-# by `train_warm_start` in two stages: the first on WARM_START_POOL; the second continues from it on
-# a larger pool, WARM_START_SECOND_POOL, with a new warm-up and cosine cycle (more people: the first
-# stage's embedding scored mAP 84.5 on its own pool's people and 70.5 on the book's, and had
-# stopped improving; docs/benchmarks.md). `scripts/make_warm_starts.py` reproduces the files in
-# WARM_START_DIR.
+# by `train_warm_start` in stages: the first on WARM_START_POOL; each later stage continues on a
+# larger pool of other people (`warm_start_later_pools`) with a new warm-up and cosine cycle at half
+# the peak rate (more people: the first stage's embedding scored mAP 84.5 on its own pool's people
+# and 70.5 on the book's, and had stopped improving; the second stage's had stopped too;
+# docs/benchmarks.md). `scripts/make_warm_starts.py` reproduces the files in WARM_START_DIR.
 WARM_START_DIR = Path(__file__).resolve().parent / "warm_starts"
 WARM_START_POOL = {"train_ids": 600, "test_ids": 4, "seed": 1000}
 WARM_START_SECOND_POOL = {"train_ids": 1500, "test_ids": 4, "seed": 1001}
+WARM_START_THIRD_POOL = {"train_ids": 3000, "test_ids": 4, "seed": 1002}
 WARM_START_RECIPE = {
     "input_shape": (64, 32, 3), "width": 0.25, "input_normalization": "per-image",
     "batchnorm_momentum": 0.9, "steps": {"resnet50": 10000, "mildnet": 8000},
     "p": 16, "k": 4, "warmup_steps": 50,
     "margin": 0.2, "colour_gain": 0.2, "brightness": 0.2, "seed": 0,
     "learning_rate": {"resnet50": 1e-3, "mildnet": 3e-4},
-    "second_stage": {"steps": {"resnet50": 5000, "mildnet": 4000}, "warmup_steps": 200,
+    # Every later stage (one per pool of `warm_start_later_pools`) trains with these settings.
+    "later_stages": {"steps": {"resnet50": 5000, "mildnet": 4000}, "warmup_steps": 200,
                      "learning_rate": {"resnet50": 5e-4, "mildnet": 1.5e-4}, "seed": 1},
 }  # fmt: skip
+
+
+def warm_start_later_pools() -> list[dict[str, int]]:
+    """The pools of the stages after the first, in order (second, third)."""
+    return [WARM_START_SECOND_POOL, WARM_START_THIRD_POOL]
+
+
+def warm_start_pools() -> list[dict[str, int]]:
+    """Every stage's pool, in order: what a shipped warm start's record lists under "pools"."""
+    return [WARM_START_POOL, *warm_start_later_pools()]
 
 
 def warm_start_stages(backbone: str) -> list[dict[str, Any]]:
     """The stages of `backbone`'s shipped warm start: pool, steps, peak learning rate, warm-up
     steps and seed of each (WARM_START_RECIPE)."""
-    recipe, second = WARM_START_RECIPE, WARM_START_RECIPE["second_stage"]
-    return [
-        {"pool": WARM_START_POOL, "steps": recipe["steps"][backbone],
-         "learning_rate": recipe["learning_rate"][backbone],
-         "warmup_steps": recipe["warmup_steps"], "seed": recipe["seed"]},
-        {"pool": WARM_START_SECOND_POOL, "steps": second["steps"][backbone],
-         "learning_rate": second["learning_rate"][backbone],
-         "warmup_steps": second["warmup_steps"], "seed": second["seed"]},
+    recipe, later = WARM_START_RECIPE, WARM_START_RECIPE["later_stages"]
+    first = {"pool": WARM_START_POOL, "steps": recipe["steps"][backbone],
+             "learning_rate": recipe["learning_rate"][backbone],
+             "warmup_steps": recipe["warmup_steps"], "seed": recipe["seed"]}  # fmt: skip
+    return [first] + [
+        {"pool": pool, "steps": later["steps"][backbone],
+         "learning_rate": later["learning_rate"][backbone],
+         "warmup_steps": later["warmup_steps"], "seed": later["seed"]}
+        for pool in warm_start_later_pools()
     ]  # fmt: skip
 
 
