@@ -199,6 +199,10 @@ def main(argv=None) -> None:
                          "written by this script, with its .json record beside it")  # fmt: skip
         if len(args.backbones) != 1:
             parser.error("--continue-from needs exactly one --backbones")
+        try:
+            _earlier_stages(args.backbones[0], args.continue_from)
+        except ValueError as error:
+            parser.error(f"--continue-from {error}")
     for backbone in args.backbones:
         print(make_warm_start(backbone, args.work, args.out, args.steps, monitor=args.monitor,
                               every=args.every, continue_from=args.continue_from))  # fmt: skip

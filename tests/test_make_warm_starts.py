@@ -104,3 +104,15 @@ def test_bad_arguments_are_refused_by_name(script, tmp_path, capsys, argv, messa
         script.main(["--work", str(tmp_path), *argv])
     assert stopped.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_continue_from_a_finished_warm_start_is_refused_before_training(script, tmp_path, capsys):
+    # The shipped file holds every stage of the recipe: nothing is left to train.
+    shipped = pretraining.warm_start_path("mildnet")
+    with pytest.raises(SystemExit) as stopped:
+        script.main(["--work", str(tmp_path), "--backbones", "mildnet",
+                     "--continue-from", str(shipped)])  # fmt: skip
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert f"--continue-from {shipped}" in error and "fewer than all of the recipe's pools" in error
+    assert not any(tmp_path.iterdir())  # refused before any pool was drawn
