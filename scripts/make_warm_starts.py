@@ -6,15 +6,15 @@ through the stages of `pretraining.warm_start_stages`: first on the synthetic po
 `WARM_START_POOL` (600 people that no book split holds; ResNet-50 10,000 steps, MILDNet 8,000),
 then on each larger pool of `pretraining.warm_start_later_pools` (1,500 other people, then 3,000;
 ResNet-50 5,000 steps, MILDNet 4,000 each, a new warm-up and cosine cycle at half the peak
-learning rate). Each pool is drawn by the generator and loaded at 64x32. Writes the embedder's weights (backbone and head) and a
-JSON record beside them (one entry per stage).
+learning rate). Each pool is drawn by the generator and loaded at 64x32. Writes the embedder's
+weights (backbone and head) and a JSON record beside them (one entry per stage).
 
 `--monitor ROOT ...` scores the embedder every `--every` steps on the test splits of those
 Market-1501-shaped folders (e.g. the book's `cpu` and `ci` sets: measurement only), with its
 trained head and with a random one; the curve goes into the stage's record. `--continue-from
-FILE` starts from a file this script wrote with fewer stages and trains the stages after them. Times on 2 CPU cores are
-in docs/benchmarks.md (about 100 minutes for ResNet-50's first stage while MILDNet's shared the
-cores).
+FILE` starts from a file this script wrote with fewer stages and trains the stages after them.
+Times on 2 CPU cores are in docs/benchmarks.md (about 100 minutes for ResNet-50's first stage
+while MILDNet's shared the cores).
 
     python scripts/make_warm_starts.py --work /tmp/warm-start [--backbones resnet50 mildnet]
         [--monitor results/cpu/data/synthetic-cpu-seed0 results/ci/data/synthetic-ci-seed0]
@@ -118,8 +118,9 @@ def make_warm_start(backbone: str, work: Path, out_dir: Path, steps: int | None 
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(recipe["seed"])
     embedder = build()
-    stages = [] if continue_from is None else _earlier_stages(backbone, continue_from)
+    stages = []
     if continue_from is not None:
+        stages = _earlier_stages(backbone, continue_from)
         embedder.load_weights(continue_from)
     for number, stage in enumerate(pretraining.warm_start_stages(backbone), start=1):
         if number <= len(stages):

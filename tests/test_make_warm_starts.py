@@ -36,7 +36,7 @@ def test_make_warm_start_writes_the_whole_embedder_and_its_monitor_curve(
     generate_synthetic_market(monitored, train_ids=2, test_ids=3, seed=8, progress=False)
     target = script.make_warm_start("mildnet", tmp_path / "work", tmp_path / "out", steps=2,
                                     progress=False, monitor=[monitored], every=1)  # fmt: skip
-    record = json.loads(target.with_name(target.name.replace(".weights.h5", ".json")).read_text())
+    record = json.loads(pretraining.warm_start_record_path(target).read_text())
     assert record["steps"] == 6 and record["contains"] == "embedder (backbone and head)"
     assert record["pools"] == pretraining.warm_start_pools() == [
         pretraining.WARM_START_POOL, pretraining.WARM_START_SECOND_POOL,

@@ -9,8 +9,8 @@ two CPU cores (`CPU_RECIPE`): the thesis' backbones at a quarter of their channe
 per-image input standardisation, colour-cast augmentation on top of Section 3.1.3's, and a warm
 start shipped with the package in ImageNet's place (`pretraining.warm_start_path`: the whole
 embedder trained with batch-all + identity softmax on 600, then 1,500, then 3,000 synthetic
-people that no book split holds). Each row then fine-tunes it with the thesis' recipe at its Adam 1e-4 (measured:
-docs/benchmarks.md; 3e-4 made every row worse than its warm start). The older
+people that no book split holds). Each row then fine-tunes it with the thesis' recipe at its Adam
+1e-4 (measured: docs/benchmarks.md; 3e-4 made every row worse than its warm start). The older
 warm start on the training split itself (`pretrain_steps` of identity classification,
 `pretraining.pretrained_weights`) remains available. Their numbers are about the method on
 synthetic data, never Market-1501's.
