@@ -82,6 +82,19 @@ def test_cpu_profiles_use_the_recipe_and_the_thesis_profile_does_not():
         config.resolve_profile("ci", warm_start="imagenet")
 
 
+def test_cpu_rows_fine_tune_at_a_tenth_of_their_warm_starts_peak_rate():
+    peak = pretraining.WARM_START_RECIPE["learning_rate"]
+    for name in ("ci", "cpu"):
+        profile = config.PROFILES[name]
+        for backbone in ("resnet50", "mildnet"):
+            assert profile.learning_rate_of(backbone) == pytest.approx(peak[backbone] / 10)
+    # The thesis' one rate for both backbones; the gpu profile, from random weights at 1e-3,
+    # keeps VGG16 (no BatchNorm) at 1e-4.
+    thesis, gpu = config.PROFILES["thesis"], config.PROFILES["gpu"]
+    assert thesis.learning_rate_of("mildnet") == thesis.learning_rate_of("resnet50") == 1e-4
+    assert (gpu.learning_rate_of("resnet50"), gpu.learning_rate_of("mildnet")) == (1e-3, 1e-4)
+
+
 def test_the_shipped_warm_starts_load_into_the_cpu_embedders_head_included():
     profile = config.PROFILES["cpu"]
     for backbone in models.BACKBONES:

@@ -27,10 +27,8 @@ def test_make_warm_start_writes_the_whole_embedder_and_its_monitor_curve(
     script, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(pretraining, "WARM_START_POOL", {"train_ids": 4, "test_ids": 2, "seed": 7})
-    monkeypatch.setattr(pretraining, "WARM_START_SECOND_POOL",
-                        {"train_ids": 5, "test_ids": 2, "seed": 9})  # fmt: skip
-    monkeypatch.setattr(pretraining, "WARM_START_THIRD_POOL",
-                        {"train_ids": 3, "test_ids": 2, "seed": 11})  # fmt: skip
+    later = ({"train_ids": 5, "test_ids": 2, "seed": 9}, {"train_ids": 3, "test_ids": 2, "seed": 11})
+    monkeypatch.setattr(pretraining, "WARM_START_LATER_POOLS", later)
     monkeypatch.setitem(pretraining.WARM_START_RECIPE, "p", 2)
     monitored = tmp_path / "monitored"
     generate_synthetic_market(monitored, train_ids=2, test_ids=3, seed=8, progress=False)
@@ -38,10 +36,7 @@ def test_make_warm_start_writes_the_whole_embedder_and_its_monitor_curve(
                                     progress=False, monitor=[monitored], every=1)  # fmt: skip
     record = json.loads(pretraining.warm_start_record_path(target).read_text())
     assert record["steps"] == 6 and record["contains"] == "embedder (backbone and head)"
-    assert record["pools"] == pretraining.warm_start_pools() == [
-        pretraining.WARM_START_POOL, pretraining.WARM_START_SECOND_POOL,
-        pretraining.WARM_START_THIRD_POOL,
-    ]  # fmt: skip
+    assert record["pools"] == pretraining.warm_start_pools() == [pretraining.WARM_START_POOL, *later]
     # Each stage trains on its own pool: 4 people, then 5, then 3.
     assert [stage["identities"] for stage in record["stages"]] == [4, 5, 3]
     assert [stage["learning_rate"] for stage in record["stages"]] == [
@@ -69,8 +64,7 @@ def test_make_warm_start_writes_the_whole_embedder_and_its_monitor_curve(
     # --continue-from: a file with the first two stages goes on with the third only and keeps the
     # records of the stages it holds; a file that holds every stage is refused.
     with monkeypatch.context() as two_stages:
-        two_stages.setattr(pretraining, "warm_start_later_pools",
-                           lambda: [pretraining.WARM_START_SECOND_POOL])  # fmt: skip
+        two_stages.setattr(pretraining, "WARM_START_LATER_POOLS", later[:1])
         earlier = script.make_warm_start("mildnet", tmp_path / "work", tmp_path / "two", steps=1,
                                          progress=False)  # fmt: skip
     earlier_record = json.loads(pretraining.warm_start_record_path(earlier).read_text())

@@ -229,12 +229,17 @@ def train_warm_start(
 # by `train_warm_start` in stages: the first on WARM_START_POOL; each later stage continues on a
 # larger pool of other people (`warm_start_later_pools`) with a new warm-up and cosine cycle at half
 # the peak rate (more people: the first stage's embedding scored mAP 84.5 on its own pool's people
-# and 70.5 on the book's, and had stopped improving; the second stage's had stopped too;
-# docs/benchmarks.md). `scripts/make_warm_starts.py` reproduces the files in WARM_START_DIR.
+# and 70.5 on the book's, and had stopped improving; so had each later stage; docs/benchmarks.md).
+# `scripts/make_warm_starts.py` reproduces the files in WARM_START_DIR.
 WARM_START_DIR = Path(__file__).resolve().parent / "warm_starts"
 WARM_START_POOL = {"train_ids": 600, "test_ids": 4, "seed": 1000}
-WARM_START_SECOND_POOL = {"train_ids": 1500, "test_ids": 4, "seed": 1001}
-WARM_START_THIRD_POOL = {"train_ids": 3000, "test_ids": 4, "seed": 1002}
+# The later stages' pools, in order: more people each time, each drawn with its own seed.
+WARM_START_LATER_POOLS = (
+    {"train_ids": 1500, "test_ids": 4, "seed": 1001},
+    {"train_ids": 3000, "test_ids": 4, "seed": 1002},
+    {"train_ids": 6000, "test_ids": 4, "seed": 1003},
+    {"train_ids": 9995, "test_ids": 4, "seed": 1004},  # the most four-digit ids allow
+)
 WARM_START_RECIPE = {
     "input_shape": (64, 32, 3), "width": 0.25, "input_normalization": "per-image",
     "batchnorm_momentum": 0.9, "steps": {"resnet50": 10000, "mildnet": 8000},
@@ -248,8 +253,8 @@ WARM_START_RECIPE = {
 
 
 def warm_start_later_pools() -> list[dict[str, int]]:
-    """The pools of the stages after the first, in order (second, third)."""
-    return [WARM_START_SECOND_POOL, WARM_START_THIRD_POOL]
+    """The pools of the stages after the first, in order (WARM_START_LATER_POOLS)."""
+    return list(WARM_START_LATER_POOLS)
 
 
 def warm_start_pools() -> list[dict[str, int]]:
