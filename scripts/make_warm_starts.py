@@ -6,8 +6,8 @@ through the stages of `pretraining.warm_start_stages`: first on the synthetic po
 `WARM_START_POOL` (600 people that no book split holds; ResNet-50 10,000 steps, MILDNet 8,000),
 then on each larger pool of `pretraining.warm_start_later_pools` (1,500 other people, then
 3,000, 6,000 and 9,995; ResNet-50 5,000 steps, MILDNet 4,000 each, a new warm-up and cosine cycle
-at half the peak learning rate). Each pool is drawn by the generator and loaded at 64x32. Writes the embedder's
-weights (backbone and head) and a JSON record beside them (one entry per stage).
+at half the peak learning rate). Each pool is drawn by the generator and loaded at 64x32. Writes
+the embedder's weights (backbone and head) and a JSON record beside them (one entry per stage).
 
 `--monitor ROOT ...` scores the embedder every `--every` steps on the test splits of those
 Market-1501-shaped folders (e.g. the book's `cpu` and `ci` sets: measurement only), with its

@@ -265,15 +265,14 @@ def warm_start_pools() -> list[dict[str, int]]:
 def warm_start_stages(backbone: str) -> list[dict[str, Any]]:
     """The stages of `backbone`'s shipped warm start: pool, steps, peak learning rate, warm-up
     steps and seed of each (WARM_START_RECIPE)."""
-    recipe, later = WARM_START_RECIPE, WARM_START_RECIPE["later_stages"]
-    first = {"pool": WARM_START_POOL, "steps": recipe["steps"][backbone],
-             "learning_rate": recipe["learning_rate"][backbone],
-             "warmup_steps": recipe["warmup_steps"], "seed": recipe["seed"]}  # fmt: skip
-    return [first] + [
-        {"pool": pool, "steps": later["steps"][backbone],
-         "learning_rate": later["learning_rate"][backbone],
-         "warmup_steps": later["warmup_steps"], "seed": later["seed"]}
-        for pool in warm_start_later_pools()
+    later = WARM_START_RECIPE["later_stages"]
+    settings = [(WARM_START_POOL, WARM_START_RECIPE)]
+    settings += [(pool, later) for pool in warm_start_later_pools()]
+    return [
+        {"pool": pool, "steps": stage["steps"][backbone],
+         "learning_rate": stage["learning_rate"][backbone],
+         "warmup_steps": stage["warmup_steps"], "seed": stage["seed"]}
+        for pool, stage in settings
     ]  # fmt: skip
 
 
