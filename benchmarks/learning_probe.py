@@ -54,25 +54,6 @@ from tripletlib import config, models, synthetic, training  # noqa: E402
 CAMERA_EFFECTS = ("full", "half", "none")
 
 
-def parse_overrides(pairs: list[str], profile: config.Profile) -> dict:
-    """`["learning_rate=0", "augment=False"]` -> typed profile overrides (clear error if unknown)."""
-    overrides = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or key not in config.profile_fields():
-            raise SystemExit(f"--set expects KEY=VALUE with KEY one of {config.profile_fields()}")
-        current = getattr(profile, key)
-        if isinstance(current, bool):
-            if text not in ("True", "False"):
-                raise SystemExit(f"--set {key}: expected True or False, got {text!r}")
-            overrides[key] = text == "True"
-        elif current is None or isinstance(current, str):
-            overrides[key] = None if text == "None" else text
-        else:
-            overrides[key] = type(current)(text)
-    return overrides
-
-
 def soften_cameras(effects: str) -> None:
     """Patch `synthetic.CAMERAS` in this process (see the module doc)."""
     if effects == "half":
@@ -140,11 +121,18 @@ def main() -> None:
     parser.add_argument("--one-batch", action="store_true")
     parser.add_argument("--zero-init-residual", action="store_true")
     parser.add_argument("--out", default="results/learning_probe")
+    parser.add_argument("--data", default=None,
+                        help="a Market-1501-shaped folder to train and test on (e.g. the "
+                             "validation set, pretraining.VALIDATION_SET) instead of generating "
+                             "the profile's synthetic set")
     parser.add_argument("--json", action="store_true", help="one JSON line per seed")
     args = parser.parse_args()
 
     profile = config.resolve_profile(args.profile)
-    profile = profile.replace(**parse_overrides(args.set, profile))
+    try:
+        profile = profile.replace(**config.parse_overrides(args.set))
+    except ValueError as error:
+        raise SystemExit(f"--set: {error}") from None
     if profile.dataset != "synthetic":
         raise SystemExit(
             f"profile {profile.name!r} needs Market-1501; the probe uses synthetic data"
@@ -157,14 +145,19 @@ def main() -> None:
         swaps["build_embedder"] = zero_init_residual_embedder
 
     out = Path(args.out)
-    data_root = out / f"data-{profile.name}-{args.camera_effects}"
-    synthetic.generate_synthetic_market(
-        data_root,
-        train_ids=profile.synthetic_train_ids,
-        test_ids=profile.synthetic_test_ids,
-        seed=profile.synthetic_seed,
-        progress=False,
-    )
+    if args.data is not None:
+        if args.camera_effects != "full":
+            raise SystemExit("--camera-effects changes a generated set; it does not apply to --data")
+        data_root = Path(args.data)
+    else:
+        data_root = out / f"data-{profile.name}-{args.camera_effects}"
+        synthetic.generate_synthetic_market(
+            data_root,
+            train_ids=profile.synthetic_train_ids,
+            test_ids=profile.synthetic_test_ids,
+            seed=profile.synthetic_seed,
+            progress=False,
+        )
     backbone, loss, mining = config.THESIS_ROWS[args.row]
     for seed in args.seeds:
         started = time.perf_counter()

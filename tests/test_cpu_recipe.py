@@ -142,3 +142,40 @@ def test_a_missing_warm_start_says_how_to_make_it(monkeypatch, tmp_path):
     monkeypatch.setattr(pretraining, "WARM_START_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="make_warm_starts.py"):
         pretraining.warm_start_record("resnet50")
+
+
+def test_the_label_free_starts_load_and_were_trained_without_labels():
+    profile = config.PROFILES["cpu"].replace(warm_start=pretraining.LABEL_FREE)
+    for backbone in models.BACKBONES:
+        record = pretraining.warm_start_record(backbone, pretraining.LABEL_FREE)
+        assert record["backbone"] == backbone and record["labels"].startswith("none")
+        assert record["steps"] == pretraining.START_RECIPE["steps"][backbone]
+        assert {key: record["pool"][key] for key in pretraining.START_POOL} == (
+            pretraining.START_POOL
+        )
+        keras.utils.set_random_seed(1)
+        embedder = models.build_embedder(backbone, **profile.embedder_options(weights=None))
+        random_head = embedder.get_layer("embedding").get_weights()[0]
+        pretraining.load_warm_start(embedder, backbone, pretraining.LABEL_FREE)
+        assert not np.allclose(embedder.get_layer("embedding").get_weights()[0], random_head)
+
+
+def test_the_label_free_pools_hold_no_book_people():
+    # The book's sets use seeds 0-2; the start's pool and the validation set have their own.
+    seeds = {pretraining.START_POOL["seed"], pretraining.VALIDATION_SET["seed"]}
+    assert len(seeds) == 2 and not seeds & {0, 1, 2}
+    assert pretraining.START_POOL["seed"] not in {
+        pool["seed"] for pool in pretraining.warm_start_pools()
+    } - {pretraining.START_POOL["seed"]}
+
+
+def test_a_missing_label_free_start_says_how_to_make_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(pretraining, "START_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="make_starts.py"):
+        pretraining.warm_start_record("resnet50", pretraining.LABEL_FREE)
+
+
+def test_a_profile_names_a_known_warm_start():
+    assert config.PROFILES["ci"].replace(warm_start="label-free").warm_start == "label-free"
+    with pytest.raises(ValueError, match="warm_start='imagenet-ish'"):
+        config.PROFILES["ci"].replace(warm_start="imagenet-ish")

@@ -28,24 +28,24 @@ def probe(monkeypatch):
     return module
 
 
-def test_overrides_are_typed_like_the_profile_fields(probe):
-    ci = config.resolve_profile("ci")
-    overrides = probe.parse_overrides(
-        ["learning_rate=0.5", "augment=False", "steps_per_epoch=75", "weights=None"], ci
-    )
-    assert overrides == {
-        "learning_rate": 0.5,
-        "augment": False,
-        "steps_per_epoch": 75,
-        "weights": None,
-    }
-    assert ci.replace(**overrides).learning_rate == 0.5
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [("no_such_field=1", "no_such_field"), ("learning_rate", "FIELD=VALUE"),
+     ("augment=maybe", "true or false")],
+)  # fmt: skip
+def test_bad_overrides_name_the_problem(probe, monkeypatch, bad, named):
+    # --set goes through config.parse_overrides, the CLI's rules, before any data is touched.
+    monkeypatch.setattr("sys.argv", ["learning_probe.py", "resnet50-triplet-offline", "--set", bad])
+    with pytest.raises(SystemExit, match=named):
+        probe.main()
 
 
-@pytest.mark.parametrize("bad", ["no_such_field=1", "learning_rate", "augment=yes"])
-def test_bad_overrides_name_the_problem(probe, bad):
-    with pytest.raises(SystemExit, match="learning_rate|True or False|KEY=VALUE"):
-        probe.parse_overrides([bad], config.resolve_profile("ci"))
+def test_data_and_camera_effects_exclude_each_other(probe, monkeypatch, tmp_path):
+    argv = ["learning_probe.py", "resnet50-triplet-offline", "--data", str(tmp_path),
+            "--camera-effects", "none"]  # fmt: skip
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit, match="does not apply to --data"):
+        probe.main()
 
 
 def test_no_camera_effects_draws_every_camera_like_camera_1(probe):

@@ -35,6 +35,9 @@ import numpy as np
 # Dtype policies a profile may train under (`devices.precision`): float32, or bf16 / fp16 compute
 # with float32 weights.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# `Profile.warm_start`: none, the supervised shipped warm start, or the label-free start
+# (`pretraining.load_warm_start`).
+WARM_STARTS = (None, "shipped", "label-free")
 # Identities of the synthetic presets a profile may name (`synthetic.PRESETS`, Section 3.1.1).
 SYNTHETIC_PRESET_IDS = {"market": (751, 750)}
 
@@ -224,10 +227,10 @@ def validate_profile_values(profile: Profile) -> None:
             f"profile {profile.name!r}: input_normalization={profile.input_normalization!r}; "
             "expected 'caffe' or 'per-image'"
         )
-    if profile.warm_start not in (None, "shipped"):
+    if profile.warm_start not in WARM_STARTS:
         raise ValueError(
-            f"profile {profile.name!r}: warm_start={profile.warm_start!r}; expected None or "
-            "'shipped'"
+            f"profile {profile.name!r}: warm_start={profile.warm_start!r}; expected one of "
+            f"{list(WARM_STARTS)}"
         )
     if profile.precision not in PRECISIONS:
         raise ValueError(

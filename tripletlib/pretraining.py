@@ -27,7 +27,17 @@ from typing import Any
 import keras
 import numpy as np
 
-from tripletlib import augment, config, data, devices, losses, models, runs, sampling
+from tripletlib import (
+    augment,
+    config,
+    data,
+    devices,
+    losses,
+    models,
+    runs,
+    sampling,
+    selfsupervised,
+)  # fmt: skip
 
 CLASSIFIER_FEATURES_LAYER = "embedding"  # the embedder's Dense layer before L2 normalisation
 
@@ -137,23 +147,6 @@ def pretrained_weights(
     return weights_path, {**record, "cached": False}
 
 
-class _WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up over `warmup_steps`, then a half cosine down to 0 at `steps`."""
-
-    def __init__(self, learning_rate: float, steps: int, warmup_steps: int) -> None:
-        self.learning_rate, self.steps, self.warmup_steps = learning_rate, steps, warmup_steps
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        warmup = keras.ops.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
-        progress = keras.ops.minimum(step / self.steps, 1.0)
-        return self.learning_rate * warmup * 0.5 * (1.0 + keras.ops.cos(np.pi * progress))
-
-    def get_config(self) -> dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "steps": self.steps,
-                "warmup_steps": self.warmup_steps}  # fmt: skip
-
-
 class _LabelledPK(sampling.Batches):
     """P x K batches with targets (person ids for the triplet loss, class indices for softmax)."""
 
@@ -205,7 +198,7 @@ def train_warm_start(
     )
     model = keras.Model(inputs, [embeddings, logits], name="warm_start")
     model.compile(
-        optimizer=keras.optimizers.Adam(_WarmupCosine(learning_rate, steps, warmup_steps)),
+        optimizer=keras.optimizers.Adam(selfsupervised.WarmupCosine(learning_rate, steps, warmup_steps)),
         loss=[
             losses.BatchAllTripletLoss(margin=margin),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -281,9 +274,11 @@ def warm_start_steps(backbone: str) -> int:
     return sum(stage["steps"] for stage in warm_start_stages(backbone))
 
 
-def warm_start_path(backbone: str) -> Path:
+def warm_start_path(backbone: str, kind: str = "shipped") -> Path:
     """The shipped weights of `backbone`'s whole embedder (backbone and head) for the CPU profiles
     (see WARM_START_RECIPE)."""
+    if kind == LABEL_FREE:
+        return start_path(backbone)
     recipe = WARM_START_RECIPE
     height, width, _ = recipe["input_shape"]
     return WARM_START_DIR / f"{backbone}-w{recipe['width']:g}-{height}x{width}.weights.h5"
@@ -295,25 +290,26 @@ def warm_start_record_path(weights_path: Path) -> Path:
     return weights_path.with_name(weights_path.name.replace(".weights.h5", ".json"))
 
 
-def warm_start_record(backbone: str) -> dict[str, Any]:
+def warm_start_record(backbone: str, kind: str = "shipped") -> dict[str, Any]:
     """The JSON record beside `warm_start_path(backbone)` (recipe, losses, seconds), or a clear
     error when the package lacks the file (`scripts/make_warm_starts.py` writes both)."""
-    path = warm_start_path(backbone)
+    path = warm_start_path(backbone, kind)
     record_path = warm_start_record_path(path)
     if not path.is_file() or not record_path.is_file():
+        script = "make_starts.py" if kind == LABEL_FREE else "make_warm_starts.py"
         raise FileNotFoundError(
             f"the shipped warm start {path} (or its .json record) is missing; recreate it with "
-            "`python scripts/make_warm_starts.py --work /tmp/warm-start`"
+            f"`python scripts/{script} --work /tmp/warm-start`"
         )
     return {**json.loads(record_path.read_text()), "shipped": path.name}
 
 
-def load_warm_start(embedder: keras.Model, backbone: str) -> keras.Model:
+def load_warm_start(embedder: keras.Model, backbone: str, kind: str = "shipped") -> keras.Model:
     """Load the shipped warm start into `embedder`, backbone and head (FC 1024-BN-ReLU-FC 128,
     Section 3.1.5; MILDNet's 1,472 -> 2,048 -> 2,048): the head learned on the pool's people too,
     so every row of a backbone starts from the same embedding (a random head threw away 10 points
     of the ResNet-50 warm start's mAP, docs/benchmarks.md)."""
-    path = warm_start_path(backbone)
+    path = warm_start_path(backbone, kind)
     try:
         embedder.load_weights(path)
     except ValueError as error:
@@ -323,3 +319,32 @@ def load_warm_start(embedder: keras.Model, backbone: str) -> keras.Model:
             f"{WARM_START_RECIPE['width']}): {error}"
         ) from None
     return embedder
+
+
+# ----------------------------------------------------------------- the label-free start (new)
+# `Profile.warm_start` value of the label-free start (`selfsupervised`, scripts/make_starts.py).
+LABEL_FREE = "label-free"
+START_DIR = Path(__file__).resolve().parent / "starts"
+# Unlabelled people drawn with their own seed: no book split (seeds 0-2) and no validation set.
+START_POOL = {"train_ids": 600, "test_ids": 4, "seed": 1000}
+# People outside every book split, where the start's and the rows' settings are chosen.
+VALIDATION_SET = {"train_ids": 751, "test_ids": 80, "seed": 2000}
+START_RECIPE = {
+    "input_shape": (64, 32, 3), "width": 0.25, "input_normalization": "per-image",
+    "batchnorm_momentum": 0.9, "steps": {"resnet50": 1500, "mildnet": 1500},
+    "batch_size": 64, "temperature": 0.1, "warmup_steps": 100,
+    "learning_rate": {"resnet50": 1e-3, "mildnet": 3e-4},
+    "colour_gain": 0.4, "brightness": 0.4, "erasing": 0.5, "seed": 0,
+}  # fmt: skip
+
+
+def start_path(backbone: str) -> Path:
+    """The shipped label-free start of `backbone`'s whole embedder (START_RECIPE)."""
+    recipe = START_RECIPE
+    height, width, _ = recipe["input_shape"]
+    return START_DIR / f"{backbone}-w{recipe['width']:g}-{height}x{width}.weights.h5"
+
+
+def start_record_path(weights_path: Path) -> Path:
+    """The JSON record beside a label-free start's ``.weights.h5`` file."""
+    return warm_start_record_path(weights_path)

@@ -527,6 +527,36 @@ class IdentityBatches(Batches):
         return self.images[rows].astype(np.float32), self.labels[rows].astype(np.int32)
 
 
+class ImageBatches(Batches):
+    """`steps` batches of `(images float32 (B, H, W, 3), zeros (B,))` without labels.
+
+    Batch i holds `batch_size` distinct images drawn with `np.random.default_rng([seed, i])`: a
+    pure function of (seed, i). The zeros are Keras' unused targets (label-free training).
+    """
+
+    def __init__(self, images, batch_size: int, steps: int, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.images = np.asarray(images) if not hasattr(images, "shape") else images
+        if self.images.ndim != 4 or len(self.images) < 2:
+            raise ValueError(
+                f"images must be (N, H, W, 3) with N >= 2; got {tuple(self.images.shape)}"
+            )
+        for value, name in ((batch_size, "batch_size"), (steps, "steps")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        _check_seed(seed)
+        self.batch_size = min(batch_size, len(self.images))
+        self.steps, self.seed = steps, seed
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, index])
+        rows = np.sort(rng.choice(len(self.images), size=self.batch_size, replace=False))
+        return self.images[rows].astype(np.float32), np.zeros(len(rows), np.float32)
+
+
 class FixedEpoch(Batches):
     """Always the batches of epoch 0 of `dataset`, so that validation losses of all epochs compare."""
 

@@ -229,13 +229,13 @@ def train_row(
     if not (resume and trainer.restore()):
         untrained = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
         write_json(untrained_path, untrained)
-        if profile.warm_start == "shipped":
+        if profile.warm_start is not None:
             # ImageNet's stand-in (Section 3.3.1), backbone and head: every row of a backbone
             # starts from the same embedding (pretraining.load_warm_start).
-            pretraining.load_warm_start(trainer.embedder, backbone)
+            pretraining.load_warm_start(trainer.embedder, backbone, profile.warm_start)
             keras.utils.set_random_seed(seed)
             evaluation_after = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
-            record = pretraining.warm_start_record(backbone)
+            record = pretraining.warm_start_record(backbone, profile.warm_start)
             write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
         elif profile.pretrain_steps > 0:
             with trainer.clock("warm start"):
@@ -675,8 +675,10 @@ def run_config_of(backbone: str, loss: str, mining: str, profile: config.Profile
         "data_root": str(data_root),
         **({"swapped": swapped} if swapped else {}),
     }
-    if profile.warm_start == "shipped":
-        run_config["warm_start"] = pretraining.warm_start_record(backbone)["sha256"]
+    if profile.warm_start is not None:
+        run_config["warm_start"] = pretraining.warm_start_record(
+            backbone, profile.warm_start
+        )["sha256"]
     return run_config
 
 

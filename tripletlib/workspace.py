@@ -223,9 +223,9 @@ class Workspace:
         options = self.profile.embedder_options(weights=None)
         keras.utils.set_random_seed(self.seed)
         embedders = {"untrained": models.build_embedder(backbone, **options)}
-        if self.profile.warm_start == "shipped":
+        if self.profile.warm_start is not None:
             embedders["warm start"] = pretraining.load_warm_start(
-                models.build_embedder(backbone, **options), backbone
+                models.build_embedder(backbone, **options), backbone, self.profile.warm_start
             )
         embedders["trained"] = self.load_embedder(row)
         maps = {
