@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from tripletlib import models, pretraining
+from tripletlib import pretraining
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_starts.py"
 
