@@ -514,7 +514,13 @@ def test_a_run_records_the_shipped_warm_start_it_started_from(monkeypatch, tmp_p
     ci = config.PROFILES["ci"]
     first = training.run_config_of("resnet50", "triplet", "offline", ci, 0, tmp_path)
     assert first["warm_start"] == pretraining.warm_start_record("resnet50")["sha256"]
-    monkeypatch.setattr(pretraining, "warm_start_record", lambda backbone: {"sha256": "another"})
+    label_free = training.run_config_of("resnet50", "triplet", "offline",
+                                        ci.replace(warm_start="label-free"), 0, tmp_path)  # fmt: skip
+    assert label_free["warm_start"] == pretraining.warm_start_record(
+        "resnet50", "label-free"
+    )["sha256"] != first["warm_start"]
+    monkeypatch.setattr(pretraining, "warm_start_record",
+                        lambda backbone, kind="shipped": {"sha256": "another"})  # fmt: skip
     second = training.run_config_of("resnet50", "triplet", "offline", ci, 0, tmp_path)
     assert second["warm_start"] == "another" and second != first
     thesis = training.run_config_of("resnet50", "triplet", "offline", config.PROFILES["thesis"], 0,
