@@ -198,7 +198,9 @@ def train_warm_start(
     )
     model = keras.Model(inputs, [embeddings, logits], name="warm_start")
     model.compile(
-        optimizer=keras.optimizers.Adam(selfsupervised.WarmupCosine(learning_rate, steps, warmup_steps)),
+        optimizer=keras.optimizers.Adam(
+            selfsupervised.WarmupCosine(learning_rate, steps, warmup_steps)
+        ),
         loss=[
             losses.BatchAllTripletLoss(margin=margin),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -313,15 +315,18 @@ def load_warm_start(embedder: keras.Model, backbone: str, kind: str = "shipped")
     try:
         embedder.load_weights(path)
     except ValueError as error:
+        name, recipe = ("START_RECIPE", START_RECIPE) if kind == LABEL_FREE else (
+            "WARM_START_RECIPE", WARM_START_RECIPE
+        )  # fmt: skip
         raise ValueError(
             f"the shipped warm start {path} does not fit the {backbone} embedder {embedder.name} "
-            f"(it needs WARM_START_RECIPE's input {WARM_START_RECIPE['input_shape']} and width "
-            f"{WARM_START_RECIPE['width']}): {error}"
+            f"(it needs {name}'s input {recipe['input_shape']} and width {recipe['width']}): "
+            f"{error}"
         ) from None
     return embedder
 
 
-# ----------------------------------------------------------------- the label-free start (new)
+# ---------------------------------------------------------------------- the label-free start
 # `Profile.warm_start` value of the label-free start (`selfsupervised`, scripts/make_starts.py).
 LABEL_FREE = "label-free"
 START_DIR = Path(__file__).resolve().parent / "starts"
@@ -343,8 +348,3 @@ def start_path(backbone: str) -> Path:
     recipe = START_RECIPE
     height, width, _ = recipe["input_shape"]
     return START_DIR / f"{backbone}-w{recipe['width']:g}-{height}x{width}.weights.h5"
-
-
-def start_record_path(weights_path: Path) -> Path:
-    """The JSON record beside a label-free start's ``.weights.h5`` file."""
-    return warm_start_record_path(weights_path)
