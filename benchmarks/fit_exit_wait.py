@@ -1,17 +1,19 @@
-"""How long does Keras' `fit` wait after its last step? The ci warm start with 1 or 2 loader workers.
+"""How long does Keras' `fit` wait after its last step? A short fit with 1 or 2 loader workers.
 
 Under the TensorFlow backend Keras reads a `PyDataset` through tf.data. With one worker (Keras'
 default) it adds `prefetch(AUTOTUNE)`; at the end of `fit` the pipeline's iterator is destroyed,
 and its destructor joins tf.data's autotuning thread (`Model::OptimizeLoop`), which sleeps between
-rounds for up to 60 s. Measured with TF 2.21 on 2 cores: the 150-step MILDNet warm start of the
-`ci` profile returned 0 s or about 55 s after its last step, both cores idle in the wait
+rounds for up to 60 s. Measured with TF 2.21 on 2 cores: a 150-step MILDNet identity-classification
+fit on the `ci` profile's data returned 0 s or about 55 s after its last step, both cores idle in the wait
 (docs/benchmarks.md, "The wait at the end of fit"). With more than one worker Keras feeds the
 batches from its own threads and turns the autotuning off; `tripletlib.sampling.LOADER_WORKERS`
 is that setting for every dataset of the library.
 
-Each repeat is a fresh process that trains one embedder with `pretraining.pretrain_by_identity`
-on the ci synthetic data (as each notebook's kernel does) and prints the seconds of `fit`, the seconds from Keras' `on_train_end` to `fit` returning
-(the wait), and the final loss (identical for 1 and 2 workers: the batches do not change).
+Each repeat is a fresh process that trains one embedder with
+`selfsupervised.train_instance_discrimination` (the label-free start's fit, batches from
+`sampling.ImageBatches`) on the ci synthetic training images (as each notebook's kernel does)
+and prints the seconds of `fit`, the seconds from Keras' `on_train_end` to `fit` returning (the
+wait), and the final loss (identical for 1 and 2 workers: the batches do not change).
 
     python benchmarks/fit_exit_wait.py                          # mildnet, workers 1 and 2, 3 each
     python benchmarks/fit_exit_wait.py --workers 1 --repeats 5 --steps 150
@@ -33,7 +35,9 @@ from tripletlib.quiet import import_keras_quietly  # noqa: E402
 
 keras = import_keras_quietly()
 
-from tripletlib import augment, config, data, models, pretraining, sampling, synthetic  # noqa: E402
+from tripletlib import augment, config, data, models, sampling, selfsupervised, synthetic  # noqa: E402
+
+DEFAULT_STEPS = 150
 
 
 class TrainEndClock(keras.callbacks.Callback):
@@ -59,9 +63,9 @@ def timed_fit(clock: TrainEndClock):
 
 
 def one_fit(args) -> dict:
-    """One warm start in this process with `args.workers[0]` loader workers."""
+    """One fit in this process with `args.workers[0]` loader workers."""
     profile = config.resolve_profile("ci")
-    steps = args.steps or profile.pretrain_steps
+    steps = args.steps or DEFAULT_STEPS
     data_root = Path(args.out) / "data-ci"
     train = data.load_splits(
         data_root, profile.image_height, profile.image_width, Path(args.out) / ".cache"
@@ -73,11 +77,11 @@ def one_fit(args) -> dict:
     keras.utils.set_random_seed(0)
     embedder = models.build_embedder(args.backbone, **profile.embedder_options(freeze_layers=0))
     started = time.perf_counter()
-    record = pretraining.pretrain_by_identity(
-        embedder, train.images, train.person_ids, steps=steps,
-        batch_size=profile.pretrain_batch_size,
-        learning_rate=profile.pretrain_learning_rate_of(args.backbone), seed=0,
-        augmentation=augment.build_augmentation(seed=0) if profile.augment else None,
+    augmentation = augment.build_augmentation(
+        seed=0, colour_gain=profile.colour_gain, brightness=profile.brightness
+    )
+    record = selfsupervised.train_instance_discrimination(
+        embedder, train.images, steps=steps, augmentation=augmentation, batch_size=32, seed=0,
     )  # fmt: skip
     returned = time.perf_counter()
     return {
@@ -93,7 +97,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="mildnet", choices=config.BACKBONE_CHOICES)
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per setting")
-    parser.add_argument("--steps", type=int, default=None, help="default: the ci profile's")
+    parser.add_argument("--steps", type=int, default=None, help=f"default: {DEFAULT_STEPS}")
     parser.add_argument("--out", default="results/fit_exit_wait")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

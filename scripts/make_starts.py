@@ -110,7 +110,7 @@ def make_start(backbone: str, work: Path, out_dir: Path, steps: int | None = Non
     )  # fmt: skip
     target = out_dir / pretraining.start_path(backbone).name
     with files.atomic_path(target) as temporary:
-        embedder.save_weights(temporary)  # backbone and head (pretraining.load_warm_start)
+        embedder.save_weights(temporary)  # backbone and head (pretraining.load_start)
     record = {
         "backbone": backbone, "backend": keras.backend.backend(),
         "contains": "embedder (backbone and head)", "labels": "none (identity labels unused)",
@@ -122,7 +122,7 @@ def make_start(backbone: str, work: Path, out_dir: Path, steps: int | None = Non
             "curve": validation.curve},
         "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
     }  # fmt: skip
-    files.write_json_atomic(pretraining.warm_start_record_path(target), record)
+    files.write_json_atomic(pretraining.start_record_path(target), record)
     return target
 
 

@@ -10,8 +10,8 @@ step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 step "ruff"
 $BIN/ruff check tripletlib tests benchmarks data_scripts
 
-# The book first: the step with a time budget (12 minutes for the batch and nbval; 4.2-4.5 minutes
-# in fresh-clone CI runs with the shipped warm starts, docs/benchmarks.md "Learning on 2 CPU cores").
+# The book first: the step with a time budget (12 minutes for the batch and nbval; measured in
+# fresh-clone CI runs: docs/benchmarks.md, "The book on the ci profile").
 step "slow test: the ci-profile book batch (every row trained, tables, figures)"
 KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m "slow and not smoke" -q
 

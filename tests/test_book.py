@@ -1,8 +1,8 @@
 """The papermill batch on the ci profile: every notebook runs, tables and figures are written, and
-every trained row clearly beats its untrained (random) network: the training issue's "it learns".
-The ci profile's training is a warm start (identity classification) followed by the thesis' triplet
-training; docs/benchmarks.md has the ratios measured over seeds, from which MIN_MAP_RATIO is set
-with room. Writes into results/ci, the folder the committed notebooks use, so that nbval afterwards
+every trained row adds to its start: the triplet training, not the start, does the learning. The
+ci rows fine-tune the shipped label-free start (ImageNet's stand-in, no re-identification model
+alone); docs/benchmarks.md has the gains measured over seeds, from which MIN_GAIN is set with
+room. Writes into results/ci, the folder the committed notebooks use, so that nbval afterwards
 finds the trained rows instead of training them again."""
 
 import json
@@ -17,10 +17,10 @@ from tripletlib.runs import RunMetrics
 REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
 RESULTS = REPO / "results" / "ci"
-# Trained over untrained test mAP that every ci row must reach. With the shipped warm starts
-# (docs/benchmarks.md, "Learning on 2 CPU cores") the ci rows measured 7x (MILDNet) to 16x
-# (ResNet-50) at seed 0; the bar, kept from the earlier profiles, leaves wide room.
-MIN_MAP_RATIO = 1.3
+# mAP points that every ci row's triplet training must add to its start (issue 26: 20), and the
+# hand-crafted baseline it must beat on the same split (docs/benchmarks.md, "The ci and cpu rows
+# from the label-free start", measured over seeds).
+MIN_GAIN = 0.20
 
 
 def test_notebooks_are_numbered_and_have_a_parameters_cell():
@@ -53,25 +53,18 @@ def test_ci_book_batch_writes_tables_figures_and_trained_rows():
     assert len(list((RESULTS / "figures").glob("*.png"))) >= 10
     assert result.seconds and all(seconds > 0 for seconds in result.seconds.values())
 
+    baseline = json.loads((RESULTS / "baseline.json").read_text())
     for row in config.THESIS_ROWS:
         metrics = RunMetrics.read(RESULTS / "runs" / row)
         assert metrics.dataset == "synthetic" and metrics.profile == "ci"
-        trained, untrained = metrics.trained["mAP"], metrics.untrained["mAP"]
-        assert metrics.trained_beats_untrained(MIN_MAP_RATIO), (
-            f"{row}: mAP {untrained:.3f} -> {trained:.3f}"
-        )
-        assert metrics.pretraining["steps"] == pretraining.warm_start_steps(row.split("-")[0]), row
-    # Issue 14's bar: every row must beat the hand-crafted colour descriptor (no learning) on the
-    # same split, by 1.5x its mAP. Measured at seed 0 with the five-stage shipped warm starts
-    # (docs/benchmarks.md, "Learning on 2 CPU cores"): baseline mAP 0.496; MILDNet 0.849 (1.71x),
-    # the ResNet-50 rows 0.934-0.936 (1.88-1.89x).
-    baseline = json.loads((RESULTS / "baseline.json").read_text())
-    for row in config.THESIS_ROWS:
-        trained = RunMetrics.read(RESULTS / "runs" / row).trained["mAP"]
+        backbone = row.split("-")[0]
+        assert metrics.pretraining["sha256"] == pretraining.start_record(backbone)["sha256"], row
+        start, trained = metrics.pretrained["mAP"], metrics.trained["mAP"]
+        # The start alone is no re-identification model: at most the baseline, as ImageNet's
+        # features (mAP 2.2 on Market-1501) are below its hand-crafted BoW (13.9).
+        assert start <= baseline["mAP"], f"{row}: start mAP {start:.3f} > baseline"
+        assert metrics.gain_over_start() >= MIN_GAIN, f"{row}: mAP {start:.3f} -> {trained:.3f}"
         assert trained > baseline["mAP"], f"{row}: mAP {trained:.3f}, baseline {baseline['mAP']:.3f}"
-        assert trained >= 1.5 * baseline["mAP"], (
-            f"{row}: mAP {trained:.3f} < 1.5 x baseline {baseline['mAP']:.3f}"
-        )
     table_41 = (RESULTS / "tables" / "table_4_1.md").read_text()
     assert "hand-crafted (no learning)" in table_41
     assert "synthetic" in table_41.lower() and "79.5" in table_41

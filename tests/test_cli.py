@@ -107,7 +107,7 @@ def test_synth_then_summary_counts_the_files(tmp_path, capsys):
         assert str(count) in printed
 
 
-def test_printed_metrics_show_the_warm_start_only_when_there_was_one(capsys):
+def test_printed_metrics_show_the_start_only_when_there_was_one(capsys):
     from tripletlib.cli import _print_metrics
 
     values = {"rank1": 0.1, "rank5": 0.2, "mAP": 0.05}
@@ -115,10 +115,10 @@ def test_printed_metrics_show_the_warm_start_only_when_there_was_one(capsys):
                "trained": {**values, "mAP": 0.07}}  # fmt: skip
     _print_metrics(metrics)
     plain = capsys.readouterr().out
-    assert "pretrained" not in plain and "mAP   7.0" in plain
+    assert "start" not in plain and "mAP   7.0" in plain
     _print_metrics({**metrics, "pretrained": {**values, "mAP": 0.06}})
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0].strip() for line in lines[1:]] == ["untrained", "pretrained", "trained"]
+    assert [line.split(":")[0].strip() for line in lines[1:]] == ["untrained", "start", "trained"]
     assert lines[2].endswith("mAP   6.0")
 
 

@@ -212,7 +212,7 @@ def test_synth_values_below_range_name_the_option(arguments, option, tmp_path, c
 @pytest.mark.parametrize(
     "overrides",
     [{"epochs": 0}, {"steps_per_epoch": 0}, {"epochs": -1}, {"synthetic_seed": -1},
-     {"offline_iterations": 0}, {"triplet_batch_size": 0}, {"pretrain_steps": -5}],
+     {"offline_iterations": 0}, {"triplet_batch_size": 0}, {"mining_neighbours": -5}],
 )  # fmt: skip
 def test_library_profiles_refuse_counts_below_range(overrides):
     """epochs=0 used to record the untrained weights as "trained"."""
@@ -357,7 +357,7 @@ def test_summary_into_a_closed_pipe(plain_market):
 
 SMALL = config.resolve_profile(
     "ci", epochs=2, steps_per_epoch=1, offline_iterations=1, triplet_batch_size=4,
-    pretrain_steps=0, validation_identity_fraction=0.0,
+    validation_identity_fraction=0.0,
 )  # fmt: skip
 
 
@@ -415,8 +415,7 @@ def test_the_same_run_is_returned_not_refused(trained_run, tiny_market):
 
 # ----------------------------------------------------------------------------- SIGKILL
 
-KILL_PROFILE = ("ci", {"epochs": 1, "steps_per_epoch": 2, "triplet_batch_size": 4,
-                       "pretrain_steps": 2, "pretrain_batch_size": 8})  # fmt: skip
+KILL_PROFILE = ("ci", {"epochs": 1, "steps_per_epoch": 2, "triplet_batch_size": 4})
 TRAIN_SCRIPT = """
 import json, sys
 from pathlib import Path
@@ -434,7 +433,7 @@ if reference:
 (out.parent / "summary.json").write_text(json.dumps(summary))
 """
 def test_training_killed_at_random_points_resumes_to_the_same_weights(tiny_market, tmp_path):
-    """SIGKILL twice at random moments after the run folder is set up (evaluation, warm start,
+    """SIGKILL twice at random moments after the run folder is set up (evaluation, start,
     an epoch, a checkpoint, mining: wherever it lands), then run to the end; an uninterrupted run
     in the same final process gives the same weights and learning curve."""
     script = TRAIN_SCRIPT.format(profile=json.dumps(KILL_PROFILE))
@@ -451,7 +450,7 @@ def test_training_killed_at_random_points_resumes_to_the_same_weights(tiny_marke
         while not (out / "config.json").is_file() and process.poll() is None:
             assert time.monotonic() - started < 300, "the run never started"
             time.sleep(0.05)
-        # The CPU profiles' run takes seconds (shipped warm start, quarter-width networks).
+        # The CPU profiles' run takes seconds (shipped start, quarter-width networks).
         time.sleep(rng.uniform(0.0, 3.0))
         if process.poll() is not None:
             finished_alone = True  # ended before the kill: the last call reuses the finished run

@@ -30,7 +30,7 @@ def test_make_start_writes_the_embedder_its_record_and_validation_curve(
     monkeypatch.setitem(pretraining.START_RECIPE, "batch_size", 8)
     target = script.make_start("resnet50", tmp_path / "work", tmp_path / "out", steps=2,
                                validate=True, every=1, progress=False)  # fmt: skip
-    record = json.loads(pretraining.warm_start_record_path(target).read_text())
+    record = json.loads(pretraining.start_record_path(target).read_text())
     assert target.name == pretraining.start_path("resnet50").name
     assert record["steps"] == 2 and record["labels"].startswith("none")
     assert record["pool"]["train_ids"] == 4 and record["pool"]["images"] > 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tripletlib import mining
 from tripletlib.mining import MiningStats, mine_hard_negatives, mining_stats, nearest_neighbours
 
 # Six images on a line; identities 1, 1, 2, 2, 3, 3. Squared distances from row 0:
@@ -88,3 +89,25 @@ def test_stats_reject_impossible_counts():
 def test_bad_input_raises(embeddings, person_ids, neighbours, message):
     with pytest.raises(ValueError, match=message):
         mine_hard_negatives(embeddings, person_ids, neighbours)
+
+
+def test_batch_triplet_shares_by_hand():
+    # Two people on a line: 0 at x=0 and x=0.1, 1 at x=1 and x=1.05. Every negative is far:
+    # no active triplet at margin 0.2; at margin 2 every triplet is active (semi-hard).
+    embeddings = np.array([[0.0], [0.1], [1.0], [1.05]])
+    person_ids = np.array([0, 0, 1, 1])
+    shares = mining.batch_triplet_shares(embeddings, person_ids, margin=0.2)
+    assert shares["triplets"] == 8  # 4 ordered positive pairs x 2 negatives
+    assert shares["active"] == 0.0 and shares["easy"] == 1.0
+    assert mining.batch_triplet_shares(embeddings, person_ids, margin=2.0)["active"] == 1.0
+    # Swap one image: person 0 at 0 and 1.05, person 1 at 1.0 and 0.1: hard triplets appear.
+    mixed = mining.batch_triplet_shares(embeddings, np.array([0, 1, 1, 0]), margin=0.2)
+    assert mixed["hard"] > 0 and mixed["active"] >= mixed["hard"]
+    assert mixed["easy"] + mixed["semi-hard"] + mixed["hard"] == pytest.approx(1.0)
+
+
+def test_batch_triplet_shares_needs_a_positive_and_a_negative():
+    with pytest.raises(ValueError, match="two images of one person"):
+        mining.batch_triplet_shares(np.zeros((3, 2)), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="one person id each"):
+        mining.batch_triplet_shares(np.zeros((3, 2)), np.array([0, 1]))

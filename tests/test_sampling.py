@@ -10,7 +10,7 @@ from tripletlib.sampling import (
     LOADER_WORKERS,
     DeviceTripletDataset,
     FixedEpoch,
-    IdentityBatches,
+    ImageBatches,
     PKDataset,
     TripletDataset,
     classify_triplets,
@@ -265,7 +265,7 @@ def test_keras_reads_the_datasets_with_worker_threads_and_no_tf_data_autotuning(
     datasets = {
         "TripletDataset": make_triplets(batch_size=8),
         "PKDataset": PKDataset(images, PERSON_IDS, p=2, k=2, steps_per_epoch=3),
-        "IdentityBatches": IdentityBatches(images, PERSON_IDS, batch_size=4, steps=3, seed=0),
+        "ImageBatches": ImageBatches(images, batch_size=4, steps=3, seed=0),
         "validation batches": FixedEpoch(make_triplets(batch_size=8)),
     }
     tensorflow = keras.backend.backend() == "tensorflow"

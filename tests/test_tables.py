@@ -106,6 +106,26 @@ def test_numbers_land_in_the_right_cells_as_percent_with_one_decimal():
     assert built["4.4"].attrs["caption"].startswith("Table 4.4:")
 
 
+def test_every_row_prints_its_start_alone_beside_its_trained_score():
+    with_start = make_run("resnet50-triplet-offline", 0.5, 0.6, 0.4)
+    with_start["pretrained"] = {"rank1": 0.012, "rank5": 0.05, "mAP": 0.034}
+    from_random = make_run("mildnet-triplet-offline", 0.3, 0.5, 0.2)
+    built = tables.build_thesis_tables(
+        [with_start, from_random],
+        baseline={"rank1": 0.5, "rank5": 0.7, "mAP": 0.36, "dataset": "synthetic"},
+    )
+    resnet = row_of(built["4.1"], "Base architecture", "ResNet-50")
+    assert (resnet["Rank-1 start"], resnet["mAP start"], resnet["mAP this run"]) == (1.2, 3.4, 40.0)
+    mildnet = row_of(built["4.1"], "Base architecture", "MILDNet")  # no start: random weights
+    assert (mildnet["Rank-1 start"], mildnet["mAP start"]) == (1.0, 2.0)
+    assert pd.isna(row_of(built["4.1"], "Base architecture", tables.BASELINE_NAME)["mAP start"])
+    final = {**with_start, "row": "resnet50-lossless-offline", "loss": "lossless"}
+    table_44 = tables.build_thesis_tables([final])["4.4"]
+    assert row_of(table_44, "Method", "This run (resnet50-lossless-offline)")["mAP start (%)"] == 3.4
+    assert pd.isna(row_of(table_44, "Method", "OSNet [58]")["mAP start (%)"])
+    assert "'start'" in "\n".join(tables._notes(built["4.1"]))
+
+
 def test_missing_runs_read_not_run_and_are_never_dropped():
     built = tables.build_thesis_tables([make_run("resnet50-triplet-offline", 0.5, 0.6, 0.4)])
     table = built["4.1"]
@@ -229,7 +249,7 @@ def test_write_thesis_tables_writes_markdown_and_csv(tmp_path):
         "**Table 4.2: Evaluation metrics for model with two different loss functions**"
     )
     assert (
-        "| Lossless triplet loss | 92.1 | 96.5 | 81.9 | 41.2 | 70.0 | 30.0 | resnet50-lossless-offline | synthetic | ci | market |"
+        "| Lossless triplet loss | 92.1 | 96.5 | 81.9 | 1.0 | 2.0 | 41.2 | 70.0 | 30.0 | resnet50-lossless-offline | synthetic | ci | market |"
         in markdown
     )
     assert "not Market-1501 numbers" in markdown
@@ -290,7 +310,7 @@ def test_write_thesis_tables_prints_the_baseline_row(tmp_path):
     )
     markdown = written["table_4_3.md"].read_text()
     assert (
-        "| hand-crafted (no learning) | - | - | - | 62.9 | 79.7 | 49.6 | baseline | Market-1501 | ci | naive |"
+        "| hand-crafted (no learning) | - | - | - | - | - | 62.9 | 79.7 | 49.6 | baseline | Market-1501 | ci | naive |"
         in markdown
     )
     assert "the thesis has no such row" in markdown

@@ -29,12 +29,11 @@ from tripletlib.training import (
     train_row,
 )
 
-# The on-the-fly warm start on the training split (`pretrain_steps`) instead of the shipped one,
-# at the thesis' single learning rate, so that these tests pin that path's records and schedule.
+# The ci profile (quarter-width networks from the shipped label-free start) at a few steps, at
+# the thesis' single learning rate, so that these tests pin the records and the schedule.
 PROFILE = config.resolve_profile(
     "ci", epochs=1, steps_per_epoch=2, triplet_batch_size=4, pk_identities=4, pk_images=2,
-    pretrain_steps=2, pretrain_batch_size=8, warm_start=None, learning_rate=1e-4,
-    mildnet_learning_rate=None,
+    learning_rate=1e-4, mildnet_learning_rate=None,
 )  # fmt: skip
 METRICS_KEYS = {
     "row", "backbone", "loss", "mining", "profile", "dataset", "data_root", "protocol", "seed",
@@ -265,7 +264,7 @@ from tripletlib import config
 from tripletlib.training import train_row
 data_root, out = Path(sys.argv[1]), Path(sys.argv[2])
 profile = config.resolve_profile(
-    "ci", epochs=2, steps_per_epoch=2, triplet_batch_size=4, pretrain_steps=2, pretrain_batch_size=8
+    "ci", epochs=2, steps_per_epoch=2, triplet_batch_size=4
 )
 row = ("mildnet", "triplet", "offline", profile, data_root)
 reference = train_row(*row, out / "reference", progress=False)
@@ -407,44 +406,32 @@ def test_the_run_stores_its_test_embeddings_for_the_notebooks(offline_run, tiny_
                               {"query": stored["query"][:3]})
 
 
-def test_pretraining_is_recorded_and_cached_per_backbone(offline_run, tiny_market, runs_dir):
-    """The warm start runs once per backbone and seed; a second call reuses the weights file."""
+def test_the_start_is_recorded_and_evaluated_alone(offline_run):
+    """A row of a profile with a start records the shipped start it loaded and scores it alone
+    ("pretrained") beside random weights ("untrained") and the trained network."""
     record_of_run = offline_run.metrics["pretraining"]
-    assert record_of_run["steps"] == 2 and record_of_run["batch_size"] == 8
-    assert record_of_run["learning_rate"] == PROFILE.mildnet_pretrain_learning_rate
-    assert not record_of_run["cached"] and record_of_run["identities"] >= 2
-    cached = sorted((runs_dir / ".cache" / "pretrained").glob("mildnet-*.weights.h5"))
-    assert len(cached) == 1
-    splits = load_splits(tiny_market, runs_dir / ".cache")
-    train = splits["train"]
-    held_out = split_validation_identities(train.person_ids, 0.1, seed=0)
-    train = train.subset(np.flatnonzero(~np.isin(train.person_ids, held_out)))
-    path, record = pretraining.pretrained_weights(
-        "mildnet", PROFILE, train, 0, runs_dir / ".cache" / "pretrained"
+    assert record_of_run["sha256"] == pretraining.start_record("mildnet")["sha256"]
+    assert record_of_run["labels"].startswith("none")
+    metrics = offline_run.metrics
+    assert metrics["pretrained"] != metrics["untrained"]
+    assert runs.start_state(metrics) == "pretrained"
+    assert runs.gain_over_start(metrics) == pytest.approx(
+        metrics["trained"]["mAP"] - metrics["pretrained"]["mAP"]
     )
-    assert path == cached[0] and record["cached"]
-    assert {k: v for k, v in record.items() if k != "cached"} == {
-        k: v for k, v in record_of_run.items() if k != "cached"
-    }
-    # Another seed is another warm start.
-    other, other_record = pretraining.pretrained_weights(
-        "mildnet", PROFILE, train, 1, runs_dir / ".cache" / "pretrained"
-    )
-    assert other != path and not other_record["cached"]
 
 
-def test_no_pretraining_leaves_no_pretrained_metrics(tiny_market, tmp_path):
-    profile = PROFILE.replace(pretrain_steps=0, offline_iterations=1)
+def test_no_start_leaves_no_pretrained_metrics(tiny_market, tmp_path):
+    profile = PROFILE.replace(warm_start=None, offline_iterations=1)
     run = train_row("mildnet", "triplet", "offline", profile, tiny_market, tmp_path / "run",
                     progress=False)  # fmt: skip
     assert "pretrained" not in run.metrics and "pretraining" not in run.metrics
-    assert not (tmp_path / ".cache" / "pretrained").exists()
+    assert runs.start_state(run.metrics) == "untrained"  # the gain is over random weights
 
 
 def test_rows_of_a_backbone_share_their_untrained_and_pretrained_evaluations(
     offline_run, tiny_market, runs_dir, monkeypatch
 ):
-    """Same seed, same random embedder, same warm start: the second row reads both evaluations
+    """Same seed, same random embedder, same start: the second row reads both evaluations
     from the cache instead of embedding the test images again; other weights are recomputed."""
     calls = []
     original = runs.evaluate_embedder
@@ -478,7 +465,7 @@ def test_rows_of_a_backbone_share_their_untrained_and_pretrained_evaluations(
 def test_metrics_json_is_the_run_metrics_dataclass(offline_run):
     metrics = runs.RunMetrics.read(offline_run.out_dir)
     assert metrics.to_dict() == offline_run.metrics
-    assert metrics.trained_beats_untrained(ratio=0.0) is True
+    assert metrics.gain_over_start() == runs.gain_over_start(offline_run.metrics)
     assert "pretrained" not in runs.RunMetrics(**{
         **offline_run.metrics, "pretrained": None, "pretraining": None
     }).to_dict()  # fmt: skip
@@ -498,7 +485,7 @@ def test_a_notebook_swaps_the_embedder_loss_and_augmentation(tiny_market, tmp_pa
             return keras.ops.mean(keras.ops.square(y_pred[:, 0] - y_pred[:, 1]), axis=-1)
 
     augmentation = keras.layers.Identity(name="no_augmentation")
-    profile = PROFILE.replace(offline_iterations=1, pretrain_steps=0)
+    profile = PROFILE.replace(offline_iterations=1)
     run = train_row(
         "mildnet", "triplet", "offline", profile, tiny_market, tmp_path / "run", progress=False,
         build_embedder=build_embedder, loss_function=CountingLoss(), augmentation=augmentation,
@@ -510,17 +497,11 @@ def test_a_notebook_swaps_the_embedder_loss_and_augmentation(tiny_market, tmp_pa
     assert all(seconds >= 0 for seconds in run.phase_seconds.values())
 
 
-def test_a_run_records_the_shipped_warm_start_it_started_from(monkeypatch, tmp_path):
+def test_a_run_records_the_shipped_start_it_started_from(monkeypatch, tmp_path):
     ci = config.PROFILES["ci"]
     first = training.run_config_of("resnet50", "triplet", "offline", ci, 0, tmp_path)
-    assert first["warm_start"] == pretraining.warm_start_record("resnet50")["sha256"]
-    label_free = training.run_config_of("resnet50", "triplet", "offline",
-                                        ci.replace(warm_start="label-free"), 0, tmp_path)  # fmt: skip
-    assert label_free["warm_start"] == pretraining.warm_start_record(
-        "resnet50", "label-free"
-    )["sha256"] != first["warm_start"]
-    monkeypatch.setattr(pretraining, "warm_start_record",
-                        lambda backbone, kind="shipped": {"sha256": "another"})  # fmt: skip
+    assert first["warm_start"] == pretraining.start_record("resnet50")["sha256"]
+    monkeypatch.setattr(pretraining, "start_record", lambda backbone: {"sha256": "another"})
     second = training.run_config_of("resnet50", "triplet", "offline", ci, 0, tmp_path)
     assert second["warm_start"] == "another" and second != first
     thesis = training.run_config_of("resnet50", "triplet", "offline", config.PROFILES["thesis"], 0,
@@ -528,7 +509,7 @@ def test_a_run_records_the_shipped_warm_start_it_started_from(monkeypatch, tmp_p
     assert "warm_start" not in thesis
 
 
-def test_a_finished_run_of_another_warm_start_is_not_returned(offline_run, tiny_market, tmp_path,
+def test_a_finished_run_of_another_start_is_not_returned(offline_run, tiny_market, tmp_path,
                                                               capsys):  # fmt: skip
     copy = tmp_path / "run"
     shutil.copytree(offline_run.out_dir, copy)

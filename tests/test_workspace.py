@@ -1,4 +1,5 @@
-"""Workspace.results_table: the untrained / warm-start / trained columns the notebooks show."""
+"""Workspace.results_table and learning_report: the untrained / start / trained columns and the
+gain over the start that the notebooks show."""
 
 from __future__ import annotations
 
@@ -18,16 +19,18 @@ def write_metrics(workspace: Workspace, row: str, **states) -> None:
     (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
-def test_results_table_shows_the_warm_start_only_where_there_is_one(tmp_path):
+def test_results_table_shows_the_start_only_where_there_is_one(tmp_path):
     workspace = Workspace("ci", output_dir=tmp_path)
     write_metrics(workspace, "a", untrained=(0.01, 0.02), pretrained=(0.05, 0.06), trained=(0.2, 0.1))
     write_metrics(workspace, "b", untrained=(0.01, 0.02), trained=(0.3, 0.2))
     table = workspace.results_table(["a", "b"])
     assert list(table.index) == ["a", "b"]
-    assert table.loc["a", "pretrained mAP"] == pytest.approx(6.0)
+    assert table.loc["a", "start mAP"] == pytest.approx(6.0)
     assert table.loc["a", "trained rank5"] == pytest.approx(30.0)
     assert table.loc["b", "trained mAP"] == pytest.approx(20.0)
-    assert table["pretrained mAP"].isna().tolist() == [False, True]
+    assert table["start mAP"].isna().tolist() == [False, True]
+    # the gain is over the start where there is one, over random weights where there is none
+    assert table["gain mAP"].tolist() == pytest.approx([4.0, 18.0])
     assert table.loc["a", "train minutes"] == pytest.approx(1.5)
 
 
@@ -36,14 +39,15 @@ def test_results_table_names_a_row_that_was_not_trained(tmp_path):
         Workspace("ci", output_dir=tmp_path).results_table(["missing"])
 
 
-def test_learning_report_is_the_recorded_it_learns_check(tmp_path):
+def test_learning_report_compares_trained_with_the_start(tmp_path):
     workspace = Workspace("ci", output_dir=tmp_path)
-    write_metrics(workspace, "a", untrained=(0.01, 0.02), trained=(0.2, 0.1))
+    write_metrics(workspace, "a", untrained=(0.01, 0.02), pretrained=(0.01, 0.03), trained=(0.5, 0.4))
     write_metrics(workspace, "b", untrained=(0.01, 0.05), trained=(0.02, 0.04))
     assert workspace.learning_report(["a", "b"]) == (
-        "a: trained mAP beats untrained mAP: True\nb: trained mAP beats untrained mAP: False"
+        "a: mAP 3.0 (start alone) -> 40.0 trained, +37.0 points; at least +0.0: True\n"
+        "b: mAP 5.0 (random weights) -> 4.0 trained, -1.0 points; at least +0.0: False"
     )
-    assert workspace.learning_report(["a"], ratio=10.0).endswith("x 10.0: False")
+    assert workspace.learning_report(["a"], min_gain=38.0).endswith("at least +38.0: False")
 
 
 def test_a_row_of_an_older_recipe_is_trained_again_but_another_setup_is_left_alone(tmp_path):

@@ -196,12 +196,12 @@ def _require_folder_or_nothing(path: str, option: str) -> None:
 
 def _print_metrics(metrics: dict) -> None:
     print(f"row {metrics['row']} on {metrics['dataset']} data, profile {metrics['profile']}")
-    for state in ("untrained", "pretrained", "trained"):
-        if state not in metrics:  # "pretrained": only after a warm start (pretrain_steps > 0)
+    for state, label in (("untrained", "untrained"), ("pretrained", "start"), ("trained", "trained")):
+        if not metrics.get(state):  # "pretrained": the start alone (Profile.warm_start)
             continue
         values = metrics[state]
         print(
-            f"  {state:>10}: Rank-1 {100 * values['rank1']:5.1f}  Rank-5 "
+            f"  {label:>10}: Rank-1 {100 * values['rank1']:5.1f}  Rank-5 "
             f"{100 * values['rank5']:5.1f}  mAP {100 * values['mAP']:5.1f}"
         )
 
@@ -257,7 +257,7 @@ def _train_epilog() -> str:
     lines = ["profiles (--profile):"]
     for name, profile in sorted(config.PROFILES.items()):
         steps = profile.steps_per_epoch or "all"
-        warm = f", warm start {profile.pretrain_steps} steps" if profile.pretrain_steps else ""
+        warm = f", from the {profile.warm_start} start" if profile.warm_start else ""
         lines.append(
             f"  {name:<7} {profile.dataset}, {profile.image_height}x{profile.image_width}, "
             f"{profile.offline_iterations} x {profile.epochs} epochs x {steps} steps, lr "

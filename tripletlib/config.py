@@ -1,24 +1,19 @@
 """Named training profiles: the thesis recipe (Section 3.3.1) and two small CPU profiles.
 
-The `thesis` profile keeps the thesis' values: 256x128 inputs, ImageNet weights, Adam at 1e-4 halved
-half-way through (every 50 of 100 epochs), 32 triplets per batch offline, P = K = 8 online, the first
+The `thesis` profile keeps the thesis' values: 256x128 inputs, ImageNet weights, Adam at 1e-4
+halved half-way through (every 50 of 100 epochs), 32 triplets per batch offline, P = K = 8 online, the first
 10 layers frozen, 30 % hard triplets in the second offline iteration.
 
 The `ci` and `cpu` profiles run without ImageNet weights on the synthetic Market-shaped dataset, on
 two CPU cores (`CPU_RECIPE`): the thesis' backbones at a quarter of their channels on 64x32 inputs,
-per-image input standardisation, colour-cast augmentation on top of Section 3.1.3's, and a warm
-start shipped with the package in ImageNet's place (`pretraining.warm_start_path`: the whole
-embedder trained with batch-all + identity softmax on 600, then 1,500, 3,000, 6,000 and 9,995
-synthetic people that no book split holds). Each row then fine-tunes it with the thesis' recipe at
-a tenth of its warm start's peak Adam rate: 1e-4, the thesis' rate, for ResNet-50 and 3e-5 for
-MILDNet (measured: docs/benchmarks.md; 3e-4 made every row worse than its warm start, and MILDNet
-at 1e-4 lost 2.8 mAP points of its warm start). The older
-warm start on the training split itself (`pretrain_steps` of identity classification,
-`pretraining.pretrained_weights`) remains available. Their numbers are about the method on
-synthetic data, never Market-1501's.
+per-image input standardisation, colour-cast augmentation on top of Section 3.1.3's, and in
+ImageNet's place the label-free start shipped with the package (`pretraining.load_start`: no
+re-identification model alone, trained without identity labels on other people). Each row then
+trains with the thesis' recipe at the rate chosen on the validation set (docs/benchmarks.md).
+Their numbers are about the method on synthetic data, never Market-1501's.
 
 `derived_seed(seed, stream)` gives the independent random streams of a run (validation split,
-augmentation, warm start, the sampler of each training iteration).
+augmentation, the sampler of each training iteration).
 """
 
 from __future__ import annotations
@@ -35,14 +30,14 @@ import numpy as np
 # Dtype policies a profile may train under (`devices.precision`): float32, or bf16 / fp16 compute
 # with float32 weights.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-# `Profile.warm_start`: none, the supervised shipped warm start, or the label-free start
-# (`pretraining.load_warm_start`).
-WARM_STARTS = (None, "shipped", "label-free")
+# `Profile.warm_start`: random weights (None) or the shipped label-free start
+# (`pretraining.load_start`); the thesis' ImageNet weights are `Profile.weights`.
+WARM_STARTS = (None, "label-free")
 # Identities of the synthetic presets a profile may name (`synthetic.PRESETS`, Section 3.1.1).
 SYNTHETIC_PRESET_IDS = {"market": (751, 750)}
 
 # Independent random streams derived from a run's seed; iteration i uses ITERATION_STREAM + i.
-VALIDATION_STREAM, AUGMENTATION_STREAM, PRETRAINING_STREAM, ITERATION_STREAM = 1, 2, 3, 10
+VALIDATION_STREAM, AUGMENTATION_STREAM, ITERATION_STREAM = 1, 2, 10
 
 
 def derived_seed(seed: int, stream: int) -> int:
@@ -73,26 +68,18 @@ class Profile:
     hard_fraction: float = 0.3
     mining_neighbours: int = 10
     augment: bool = True
-    # Identity-classification warm start of the backbone before the triplet training
-    # (tripletlib.pretraining); 0 steps = none (the thesis starts from ImageNet weights instead).
-    # Adam's rate: ResNet-50 (BatchNorm) takes 1e-3; VGG16 without BatchNorm needs 1e-4.
-    pretrain_steps: int = 0
-    pretrain_batch_size: int = 32
-    pretrain_learning_rate: float = 1e-3
-    mildnet_pretrain_learning_rate: float = 1e-4
     validation_identity_fraction: float = 0.1
     embed_batch_size: int = 128
     dataset: str = "synthetic"
     synthetic_train_ids: int = 60
     synthetic_test_ids: int = 50
     synthetic_seed: int = 0
-    # The CPU profiles' answers to "no ImageNet, two cores" (issue 14; notebook 00 lists them):
-    # the thesis' backbones at `width_multiplier` of their channels (1: keras.applications'),
+    # The CPU profiles' answers to "no ImageNet, two cores" (notebook 00 lists them): the
+    # thesis' backbones at `width_multiplier` of their channels (1: keras.applications'),
     # "per-image" input standardisation instead of ImageNet's "caffe" means, colour-cast
-    # augmentation on top of Section 3.1.3's (per-channel gain, brightness, random erasing), and a
-    # warm start shipped with the package ("shipped": pretraining.warm_start_path) in ImageNet's
-    # place, trained on 600, then 1,500, 3,000, 6,000 and 9,995 synthetic people that no book
-    # split holds.
+    # augmentation on top of Section 3.1.3's (per-channel gain, brightness, random erasing), and
+    # in ImageNet's place the label-free start ("label-free": pretraining.load_start), trained
+    # without identity labels on 600 synthetic people that no book split holds.
     width_multiplier: float = 1.0
     input_normalization: str = "caffe"
     colour_gain: float = 0.0
@@ -143,12 +130,6 @@ class Profile:
             return self.mildnet_learning_rate
         return self.learning_rate
 
-    def pretrain_learning_rate_of(self, backbone: str) -> float:
-        """Adam's learning rate for `backbone`'s identity-classification warm start."""
-        if backbone == "mildnet":
-            return self.mildnet_pretrain_learning_rate
-        return self.pretrain_learning_rate
-
     @property
     def lr_decay_every_epochs(self) -> int:
         """Epochs between halvings: 50 of the thesis' 100, scaled to the profile's epochs."""
@@ -173,8 +154,7 @@ _INTEGER_FIELDS: dict[str, tuple[int, bool]] = {
     "image_height": (8, False), "image_width": (8, False), "epochs": (1, False),
     "steps_per_epoch": (1, True), "triplet_batch_size": (1, False), "pk_identities": (2, False),
     "pk_images": (2, False), "freeze_layers": (0, False), "offline_iterations": (1, False),
-    "mining_neighbours": (1, False), "pretrain_steps": (0, False), "pretrain_batch_size": (1, False),
-    "embed_batch_size": (1, False), "synthetic_train_ids": (1, False),
+    "mining_neighbours": (1, False), "embed_batch_size": (1, False), "synthetic_train_ids": (1, False),
     "synthetic_test_ids": (1, False), "synthetic_seed": (0, False),
 }  # fmt: skip
 # field: (lowest, highest, whether the lowest itself is allowed); the highest is allowed when finite.
@@ -182,8 +162,6 @@ _FLOAT_FIELDS: dict[str, tuple[float, float, bool]] = {
     "learning_rate": (0.0, float("inf"), False), "batchnorm_momentum": (0.0, 1.0, True),
     "lr_decay_factor": (0.0, 1.0, False), "lr_decay_fraction": (0.0, 1.0, False),
     "margin": (0.0, float("inf"), True), "hard_fraction": (0.0, 1.0, True),
-    "pretrain_learning_rate": (0.0, float("inf"), False),
-    "mildnet_pretrain_learning_rate": (0.0, float("inf"), False),
     "width_multiplier": (0.0, 1.0, False),
 }  # fmt: skip
 
@@ -323,17 +301,15 @@ def profile_from_parameter(value: str | dict[str, Any]) -> Profile:
 
 # What the CPU profiles change against the thesis' recipe (notebook 00 tabulates it): a quarter of
 # the backbones' channels, per-image input standardisation, colour-cast augmentation and the
-# shipped warm start in ImageNet's place (docs/benchmarks.md, "Learning on 2 CPU cores"); the rows
-# fine-tune it at a tenth of its peak rate (pretraining.WARM_START_RECIPE: ResNet-50 1e-3, the
-# profiles' `learning_rate` 1e-4 unchanged; MILDNet 3e-4, so 3e-5).
+# shipped label-free start in ImageNet's place (pretraining.START_RECIPE; docs/benchmarks.md,
+# "The rows from the label-free start": the rates were chosen there, on the validation set).
 CPU_RECIPE: dict[str, Any] = {
     "width_multiplier": 0.25, "input_normalization": "per-image", "colour_gain": 0.2,
-    "brightness": 0.2, "warm_start": "shipped", "mildnet_learning_rate": 3e-5,
+    "brightness": 0.2, "warm_start": "label-free",
 }  # fmt: skip
 
-# The GPU profile's recipe: the CPU profiles' without the quarter width and the shipped warm start
-# (a 64x32 quarter-width network) and its fine-tuning rate: full-width backbones from random
-# weights at 256x128.
+# The GPU profile's recipe: the CPU profiles' without the quarter width and the shipped start (a
+# 64x32 quarter-width network): full-width backbones from random weights at 256x128.
 GPU_RECIPE: dict[str, Any] = {
     key: value for key, value in CPU_RECIPE.items()
     if key not in ("width_multiplier", "warm_start", "mildnet_learning_rate")
@@ -396,8 +372,7 @@ PROFILES: dict[str, Profile] = {
         image_width=128,
         weights=None,
         learning_rate=1e-3,
-        # VGG16 has no BatchNorm: from random weights MILDNet takes 1e-4 (README; the warm starts'
-        # MILDNet stages peak at 3e-4, a third of ResNet-50's).
+        # VGG16 has no BatchNorm: from random weights MILDNet takes 1e-4 (README).
         mildnet_learning_rate=1e-4,
         epochs=2,
         steps_per_epoch=150,

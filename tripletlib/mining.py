@@ -1,4 +1,5 @@
-"""Offline hard-negative mining between the two training iterations (Sections 3.2.3 and 4.2.3).
+"""Mining: offline hard negatives between the two training iterations (Sections 3.2.3 and 4.2.3),
+and what online mining sees in a batch (`batch_triplet_shares`).
 
 After the first iteration on random triplets the thesis embeds every training image, looks up its
 10 nearest neighbours in the embedding space and notes the neighbours of a wrong identity: those
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tripletlib import retrieval
+from tripletlib import retrieval, sampling
 
 
 @dataclass(frozen=True)
@@ -115,3 +116,36 @@ def mining_stats(
         mean_hard_negatives_per_anchor=total / anchors,
         hard_negative_fraction=total / (anchors * neighbours),
     )
+
+
+def batch_triplet_shares(embeddings, person_ids, margin: float = 0.2) -> dict[str, float | int]:
+    """What online mining sees in one P x K batch (Section 3.2.3): of every valid triplet (anchor
+    and positive of one person, a negative of another; anchor != positive), the share that is
+    *active* (positive triplet loss, Eq. 3.3: what the batch-all loss averages over), and the
+    shares of hard, semi-hard and easy triplets (`sampling.classify_triplets`), from squared
+    distances of `embeddings` (N, D). A network whose embedding puts every person apart has no
+    active triplet left: batch-all then learns nothing from the batch."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    person_ids = np.asarray(person_ids)
+    if embeddings.ndim != 2 or person_ids.shape != (len(embeddings),):
+        raise ValueError(
+            f"embeddings must be (N, D) with one person id each; got {embeddings.shape} and "
+            f"{person_ids.shape} person ids"
+        )
+    squared = np.sum(embeddings**2, axis=1)
+    distances = np.maximum(squared[:, None] + squared[None, :] - 2 * embeddings @ embeddings.T, 0)
+    same = person_ids[:, None] == person_ids[None, :]
+    positive_pairs = same & ~np.eye(len(person_ids), dtype=bool)
+    anchors, positives = np.nonzero(positive_pairs)
+    negatives = ~same[anchors]  # (pairs, N)
+    if not len(anchors) or not negatives.any():
+        raise ValueError("the batch needs two images of one person and one of another")
+    d_ap = np.broadcast_to(distances[anchors, positives][:, None], negatives.shape)[negatives]
+    d_an = distances[anchors][negatives]
+    labels = sampling.classify_triplets(d_ap, d_an, margin)
+    total = int(labels.size)
+    return {
+        "triplets": total,
+        "active": float(np.mean(d_ap - d_an + margin > 0)),
+        **{kind: float(np.mean(labels == kind)) for kind in sampling.TRIPLET_CATEGORIES},
+    }

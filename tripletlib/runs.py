@@ -134,8 +134,9 @@ def load_hard_negatives(path: Path) -> dict[int, np.ndarray]:
 @dataclass(frozen=True)
 class RunMetrics:
     """`metrics.json` of a finished run. Each evaluation ("untrained": the random initial
-    weights; "pretrained": after the warm start, only with `pretrain_steps > 0`; "trained") holds
-    `METRIC_KEYS`. `train_seconds` counts the triplet training and mining, not the warm start."""
+    weights; "pretrained": the start alone, only with `Profile.warm_start`; "trained") holds
+    `METRIC_KEYS`; "pretraining" is the start's record. `train_seconds` counts the triplet
+    training and mining."""
 
     row: str
     backbone: str
@@ -157,7 +158,7 @@ class RunMetrics:
     setup: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object; "pretrained" and "pretraining" only when there was a warm start."""
+        """The JSON object; "pretrained" and "pretraining" only for a row with a start."""
         values = dataclasses.asdict(self)
         return {k: v for k, v in values.items() if v is not None or k not in OPTIONAL_METRICS}
 
@@ -177,18 +178,24 @@ class RunMetrics:
         write_json(path, self.to_dict())
         return path
 
-    def trained_beats_untrained(self, ratio: float = 1.0) -> bool:
-        """`trained_beats_untrained` of this run."""
-        return trained_beats_untrained(self.to_dict(), ratio)
+    def gain_over_start(self) -> float:
+        """`gain_over_start` of this run."""
+        return gain_over_start(self.to_dict())
 
 
 OPTIONAL_METRICS = ("pretrained", "pretraining", "setup")
 
 
-def trained_beats_untrained(metrics: dict[str, Any], ratio: float = 1.0) -> bool:
-    """The recorded "it learns" check of a metrics.json: trained test mAP > `ratio` x the
-    untrained (random-weights) one."""
-    return metrics["trained"]["mAP"] > ratio * metrics["untrained"]["mAP"]
+def start_state(metrics: dict[str, Any]) -> str:
+    """The evaluation of a metrics.json that its row started from: "pretrained" (the start alone,
+    ImageNet's stand-in) where the row had a start, else "untrained" (random weights)."""
+    return "pretrained" if metrics.get("pretrained") else "untrained"
+
+
+def gain_over_start(metrics: dict[str, Any]) -> float:
+    """What the triplet training added: trained test mAP minus the mAP of the row's start
+    (`start_state`), as a fraction (0.3: 30 points)."""
+    return metrics["trained"]["mAP"] - metrics[start_state(metrics)]["mAP"]
 
 
 # --- the trained embedder and its embeddings ----------------------------------------------------
@@ -315,7 +322,7 @@ def cached_evaluation(
     """`evaluate_embedder`, kept in `cache_dir/<evaluation_key>.json`.
 
     The rows of one backbone build the same random embedder from the same seed and load the same
-    warm start, so their "untrained" and "pretrained" evaluations are the same numbers: the
+    start, so their "untrained" and "pretrained" evaluations are the same numbers: the
     first row computes them, the others read them. Other weights or images: another key.
     """
     path = Path(cache_dir) / f"{evaluation_key(embedder, query, gallery)}.json"

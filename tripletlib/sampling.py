@@ -1,7 +1,7 @@
 """Batch samplers for training (Sections 3.1.4 and 3.2.3) as Keras ``PyDataset`` objects.
 
 Every sampler of the package lives here: ``TripletDataset`` (offline mining), ``PKDataset``
-(online mining), ``IdentityBatches`` (the identity-classification warm start) and
+(online mining), ``ImageBatches`` (unlabelled images, for the label-free start) and
 ``FixedEpoch`` (validation batches that stay those of epoch 0). ``classify_triplets`` is the one
 easy / semi-hard / hard rule of Section 3.2.3.
 
@@ -76,7 +76,7 @@ def _check_seed(seed) -> None:
 # Keras reads a PyDataset through tf.data under the TensorFlow backend. With one worker (Keras'
 # default) it adds `prefetch(AUTOTUNE)`, and destroying that pipeline at the end of `fit` waits for
 # tf.data's autotuning thread, which sleeps up to 60 s between rounds: with TF 2.21 on 2 cores the
-# ci MILDNet warm start took 85-94 s or 145 s for the same work, both cores idle for the
+# ci MILDNet identity-classification warm start (150 steps) took 85-94 s or 145 s for the same work, both cores idle for the
 # difference (docs/benchmarks.md, "The wait at the end of fit"). With more than one worker Keras
 # feeds the batches from its own threads and turns tf.data's autotuning off. Batches are pure
 # functions of (seed, epoch, index), so the threads change no batch.
@@ -489,42 +489,6 @@ class DevicePKDataset(_DeviceBatches):
         rows = self.pk.batch_indices(index)
         labels = keras.ops.convert_to_tensor(self.pk.person_ids[rows].astype(np.int32))
         return self.gather(rows), labels
-
-
-class IdentityBatches(Batches):
-    """`steps` batches of `(images float32 (B, H, W, 3), identity index int32 (B,))`.
-
-    Batch i holds `batch_size` distinct images drawn with `np.random.default_rng([seed, i])`:
-    a pure function of (seed, i). Identity indices number `np.unique(person_ids)` from 0.
-    """
-
-    def __init__(self, images, person_ids, batch_size: int, steps: int, seed: int, **kwargs):
-        super().__init__(**kwargs)
-        self.images = np.asarray(images) if not hasattr(images, "shape") else images
-        person_ids = np.asarray(person_ids)
-        if self.images.ndim != 4 or len(self.images) != len(person_ids):
-            raise ValueError(
-                f"images must be (N, H, W, 3) with one person id per image; got images "
-                f"{tuple(self.images.shape)} and {len(person_ids)} person ids"
-            )
-        for value, name in ((batch_size, "batch_size"), (steps, "steps")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
-        self.identities, self.labels = np.unique(person_ids, return_inverse=True)
-        if len(self.identities) < 2:
-            raise ValueError(
-                f"identity classification needs at least 2 identities; got {len(self.identities)}"
-            )
-        self.batch_size = min(batch_size, len(person_ids))
-        self.steps, self.seed = steps, seed
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __getitem__(self, index: int):
-        rng = np.random.default_rng([self.seed, index])
-        rows = np.sort(rng.choice(len(self.labels), size=self.batch_size, replace=False))
-        return self.images[rows].astype(np.float32), self.labels[rows].astype(np.int32)
 
 
 class ImageBatches(Batches):

@@ -245,8 +245,20 @@ def _runs_by_row(runs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
 
 def _our_cells(run: Mapping[str, Any] | None) -> dict[str, Any]:
     if run is None:
-        return dict.fromkeys(("rank1", "rank5", "mAP", "dataset", "profile", "protocol"), NOT_RUN)
-    return _cells(run["trained"], run)
+        return dict.fromkeys(
+            ("start_rank1", "start_mAP", "rank1", "rank5", "mAP", "dataset", "profile", "protocol"),
+            NOT_RUN,
+        )
+    return {**_start_cells(run), **_cells(run["trained"], run)}
+
+
+def _start_cells(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The row's start alone, before its triplet training: "pretrained" (the label-free start)
+    where it had one, else "untrained" (random weights, or the thesis' ImageNet weights)."""
+    start = run.get("pretrained") or run.get("untrained")
+    if not isinstance(start, Mapping) or not all(_is_fraction(start.get(k)) for k in ("rank1", "mAP")):
+        return {"start_rank1": None, "start_mAP": None}
+    return {"start_rank1": _percent(start["rank1"]), "start_mAP": _percent(start["mAP"])}
 
 
 def _cells(trained: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,9 +281,8 @@ def _side_by_side(
     records = []
     rows = [(result, _our_cells(by_row.get(result.row))) for result in table.results]
     if baseline is not None:
-        rows.append(
-            (ThesisResult(BASELINE_NAME, None, None, row=BASELINE_RUN), _cells(baseline, baseline))
-        )
+        cells = {"start_rank1": None, "start_mAP": None, **_cells(baseline, baseline)}
+        rows.append((ThesisResult(BASELINE_NAME, None, None, row=BASELINE_RUN), cells))
     for result, ours in rows:
         records.append(
             {
@@ -279,6 +290,8 @@ def _side_by_side(
                 "Rank-1 thesis": result.rank1,
                 "Rank-5 thesis": result.rank5,
                 "mAP thesis": result.mean_average_precision,
+                "Rank-1 start": ours["start_rank1"],
+                "mAP start": ours["start_mAP"],
                 "Rank-1 this run": ours["rank1"],
                 "Rank-5 this run": ours["rank5"],
                 "mAP this run": ours["mAP"],
@@ -305,6 +318,7 @@ def _state_of_the_art(
                 "Year": result.year,
                 "Rank-1 (%)": result.rank1,
                 "mAP (%)": result.mean_average_precision,
+                "mAP start (%)": None,
                 "source": "thesis" if result.row else "published",
                 "dataset": "Market-1501",
                 "profile": "-",
@@ -313,7 +327,8 @@ def _state_of_the_art(
         )
     ours_by_name = [(f"This run ({FINAL_ROW})", _our_cells(by_row.get(FINAL_ROW)))]
     if baseline is not None:
-        ours_by_name.append((f"This run ({BASELINE_NAME})", _cells(baseline, baseline)))
+        cells = {"start_rank1": None, "start_mAP": None, **_cells(baseline, baseline)}
+        ours_by_name.append((f"This run ({BASELINE_NAME})", cells))
     for name, ours in ours_by_name:
         records.append(
             {
@@ -321,6 +336,7 @@ def _state_of_the_art(
                 "Year": "-",
                 "Rank-1 (%)": ours["rank1"],
                 "mAP (%)": ours["mAP"],
+                "mAP start (%)": ours["start_mAP"],
                 "source": "this run",
                 "dataset": ours["dataset"],
                 "profile": ours["profile"],
@@ -336,7 +352,7 @@ def build_thesis_tables(
     """Tables "4.1".."4.4": the thesis' numbers (Chapter 4) beside this project's runs.
 
     `runs` are dicts as `load_run_metrics` returns them (at most one per row). Our metrics are
-    percentages with one decimal; a row without a run reads "not run". With `baseline` (the
+    percentages with one decimal, the row's start alone ("start") beside its trained score; a row without a run reads "not run". With `baseline` (the
     hand-crafted descriptor's metrics and dataset, see `validate_baseline_metrics`) each table
     ends with a row "hand-crafted (no learning)" whose thesis cells are empty. Each frame's
     ``attrs["caption"]`` holds the thesis caption.
@@ -379,6 +395,12 @@ def _notes(frame: pd.DataFrame) -> list[str]:
         notes.append(
             "Rows with dataset 'synthetic' were measured on synthetic Market-shaped data: they are "
             "not Market-1501 numbers and not comparable with the thesis."
+        )
+    if any("start" in str(column) for column in frame.columns):
+        notes.append(
+            "'start': our row's network before its triplet training, the start alone (the CPU "
+            "profiles' label-free start in ImageNet's role, random weights where a profile has "
+            "none); what the training added is 'this run' minus 'start'."
         )
     if NOT_RUN in datasets:
         notes.append(f"'{NOT_RUN}': no metrics.json was given for that experiment row.")

@@ -8,10 +8,10 @@
   by the two evaluations ("untrained" before training, "trained" after it).
 - Model: `models.build_embedder` behind the augmentation of Section 3.1.3, in the three-branch
   shared-weight network of Fig. 3.7 (offline mining) or a single branch (online mining); Adam.
-- Warm start: the thesis fine-tunes ImageNet weights. With `profile.pretrain_steps > 0` (the
-  from-scratch `ci` and `cpu` profiles) the embedder is first trained as a classifier of the
-  training identities (`pretraining.pretrained_weights`), cached per backbone under the image
-  cache so that the rows of one backbone share it, and the triplet training fine-tunes that.
+- Start: the thesis fine-tunes ImageNet weights (`profile.weights`). With `profile.warm_start`
+  ("label-free": the `ci` and `cpu` profiles) the embedder, backbone and head, starts from the
+  shipped label-free start instead (`pretraining.load_start`), ImageNet's stand-in, and the
+  triplet training fine-tunes that.
 - Learning rate: times `profile.lr_decay_factor` (0.5) every `profile.lr_decay_every_epochs`
   epochs, counted over the whole run and never restarted. The thesis halves it "after every 50
   epochs" of its 2 x 100 offline epochs, so iteration 2 goes on at the rate iteration 1 ended
@@ -34,13 +34,13 @@ kernels; TensorFlow's oneDNN CPU kernels may differ in the last bits from run to
 Artefacts in `out_dir` (the run folder, `tripletlib.runs`): `config.json`, `history.csv`,
 `checkpoints/`, `mining.json` (offline rows), `embedder.weights.h5`, `embeddings.npz` and
 `metrics.json` (`runs.RunMetrics`). `metrics.json` holds three evaluations: "untrained" (the
-random initial weights), "pretrained" (after the warm start; only with `pretrain_steps > 0`) and
+random initial weights), "pretrained" (the start alone; only with `profile.warm_start`) and
 "trained", all through `runs.cached_evaluation` / `evaluation.evaluate_embeddings`.
 
 A notebook or a probe swaps parts of the recipe by passing objects to `train_row`:
 `build_embedder` (same signature as `models.build_embedder`), `loss_function` (a Keras loss),
 `augmentation` (a Keras layer) or `build_triplet_model` (as `models.build_triplet_model`). The
-`Trainer` keeps `phase_seconds`: the wall seconds of the warm start, evaluations, triplet fits,
+`Trainer` keeps `phase_seconds`: the wall seconds of the evaluations, triplet fits,
 mining and checkpoints.
 """
 
@@ -163,7 +163,7 @@ def train_row(
     A finished run in `out_dir` with the same config.json (profile, row, seed, backend,
     data_root) is returned without training. `resume` continues from the last checkpoint in
     `out_dir/checkpoints`; `resume=False` discards it. `stop_after_epochs` stops after that many
-    epochs of the whole run, as an interruption would. Decoded images, warm starts and the
+    epochs of the whole run, as an interruption would. Decoded images and the
     untrained evaluations are cached in `cache_dir` (default: `out_dir/../.cache`). Seeds Python,
     NumPy and Keras globally (`set_random_seed`).
 
@@ -231,22 +231,11 @@ def train_row(
         write_json(untrained_path, untrained)
         if profile.warm_start is not None:
             # ImageNet's stand-in (Section 3.3.1), backbone and head: every row of a backbone
-            # starts from the same embedding (pretraining.load_warm_start).
-            pretraining.load_warm_start(trainer.embedder, backbone, profile.warm_start)
+            # starts from the same embedding (pretraining.load_start).
+            pretraining.load_start(trainer.embedder, backbone)
             keras.utils.set_random_seed(seed)
             evaluation_after = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
-            record = pretraining.warm_start_record(backbone, profile.warm_start)
-            write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
-        elif profile.pretrain_steps > 0:
-            with trainer.clock("warm start"):
-                weights, record = pretraining.pretrained_weights(
-                    backbone, profile, train, seed, cache / "pretrained", progress,
-                    build_embedder=embedder_builder,
-                )  # fmt: skip
-            # The backbone only: the head starts random, as on top of ImageNet weights.
-            models.get_backbone(trainer.embedder).load_weights(weights)
-            keras.utils.set_random_seed(seed)  # the same state after a cache hit as after a miss
-            evaluation_after = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
+            record = pretraining.start_record(backbone)
             write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
     last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
     trainer.run(until_epoch=last_epoch)
@@ -662,8 +651,8 @@ def _check_arguments(profile, seed, stop_after_epochs) -> None:
 def run_config_of(backbone: str, loss: str, mining: str, profile: config.Profile, seed: int,
                   data_root: Path, swapped: list[str] | None = None) -> dict[str, Any]:
     """What config.json records of a run, and what makes two runs the same run: the row, the
-    profile, the seed, the backend, the dataset, the swapped parts, and the shipped warm start's
-    SHA-256 where the profile starts from it (another warm start is another run)."""
+    profile, the seed, the backend, the dataset, the swapped parts, and the shipped start's
+    SHA-256 where the profile starts from it (another start is another run)."""
     run_config = {
         "row": config.row_name(backbone, loss, mining),
         "backbone": backbone,
@@ -676,9 +665,7 @@ def run_config_of(backbone: str, loss: str, mining: str, profile: config.Profile
         **({"swapped": swapped} if swapped else {}),
     }
     if profile.warm_start is not None:
-        run_config["warm_start"] = pretraining.warm_start_record(
-            backbone, profile.warm_start
-        )["sha256"]
+        run_config["warm_start"] = pretraining.start_record(backbone)["sha256"]
     return run_config
 
 

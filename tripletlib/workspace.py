@@ -3,7 +3,7 @@
 A notebook opens `Workspace(PROFILE, DATA_ROOT, OUTPUT_DIR, SEED)` from its parameters cell and asks it
 for what it needs; anything expensive (generating the synthetic dataset, decoding images, training a
 row) is done once and found again by the next notebook under OUTPUT_DIR. Everything a book run
-caches (decoded images, warm starts, untrained evaluations) lives in one folder, OUTPUT_DIR/.cache;
+caches (decoded images, untrained and start evaluations) lives in one folder, OUTPUT_DIR/.cache;
 the rows train into OUTPUT_DIR/runs/<row>/.
 """
 
@@ -82,7 +82,7 @@ class Workspace:
 
     @property
     def cache_dir(self) -> Path:
-        """The book run's one cache: decoded images, warm starts and untrained evaluations."""
+        """The book run's one cache: decoded images and the untrained and start evaluations."""
         return self.output_dir / ".cache"
 
     def split(self, name: str) -> data.Split:
@@ -101,7 +101,7 @@ class Workspace:
 
     def train_row(self, row: str, progress: bool | None = None) -> dict[str, Any]:
         """Train one row of tables 4.1-4.3 (or find it trained) and return its metrics; a row
-        this book trained with an older recipe (e.g. another shipped warm start) is trained again."""
+        this book trained with an older recipe (e.g. another shipped start) is trained again."""
         if row not in config.THESIS_ROWS and row.count("-") < 2:
             raise ValueError(f"unknown row {row!r}; the thesis rows are {list(config.THESIS_ROWS)}")
         from tripletlib.training import train_row
@@ -124,7 +124,7 @@ class Workspace:
 
     def _older_recipe(self, row: str, data_root: Path) -> bool:
         """Whether the row's folder holds this book's row (same profile name, seed and data) made
-        with an older recipe (profile fields, shipped warm start): then it is trained again. A
+        with an older recipe (profile fields, shipped start): then it is trained again. A
         run of another profile, seed or dataset is left alone (train_row refuses it by name)."""
         path = self.run_dir(row) / "config.json"
         try:
@@ -143,33 +143,44 @@ class Workspace:
             raise FileNotFoundError(f"{path} does not exist: train the row {row!r} first")
         return json.loads(path.read_text())
 
-    def learning_report(self, rows: list[str] | tuple[str, ...], ratio: float = 1.0) -> str:
-        """The recorded "it learns" check, one line per row: does the trained test mAP beat
-        `ratio` x the untrained (random-weights) one? (`runs.trained_beats_untrained`)"""
-        from tripletlib.runs import trained_beats_untrained
+    def learning_report(self, rows: list[str] | tuple[str, ...], min_gain: float = 0.0) -> str:
+        """What each row's triplet training added to its start, one line per row: the start's
+        test mAP (the label-free start alone, or random weights), the trained one, and whether
+        the gain reaches `min_gain` mAP points (`runs.gain_over_start`)."""
+        from tripletlib.runs import gain_over_start, start_state
 
         lines = []
         for row in rows:
-            beats = trained_beats_untrained(self.run_metrics(row), ratio)
-            times = "" if ratio == 1.0 else f" x {ratio}"
-            lines.append(f"{row}: trained mAP beats untrained mAP{times}: {beats}")
+            metrics = self.run_metrics(row)
+            state = start_state(metrics)
+            start = "start alone" if state == "pretrained" else "random weights"
+            gain = 100 * gain_over_start(metrics)
+            lines.append(
+                f"{row}: mAP {100 * metrics[state]['mAP']:.1f} ({start}) -> "
+                f"{100 * metrics['trained']['mAP']:.1f} trained, {gain:+.1f} points; "
+                f"at least {min_gain:+.1f}: {gain >= min_gain}"
+            )
         return "\n".join(lines)
 
     def results_table(self, rows: list[str] | tuple[str, ...]) -> pd.DataFrame:
         """Rank-1 / Rank-5 / mAP (%) of trained rows, one line each: untrained (random weights),
-        after the warm start ("pretrained", profiles with `pretrain_steps > 0`) and trained."""
+        the start alone ("start", profiles with `warm_start`), trained, and what the training
+        added to its start ("gain mAP")."""
+        from tripletlib.runs import gain_over_start
+
         lines = []
         for row in rows:
             metrics = self.run_metrics(row)
             line = {"row": row, "dataset": metrics["dataset"], "profile": metrics["profile"]}
             states = (
-                ("untrained", ("rank1", "mAP")),
-                ("pretrained", ("rank1", "mAP")),
-                ("trained", ("rank1", "rank5", "mAP")),
+                ("untrained", "untrained", ("rank1", "mAP")),
+                ("pretrained", "start", ("rank1", "mAP")),
+                ("trained", "trained", ("rank1", "rank5", "mAP")),
             )
-            for state, keys in states:
-                if state in metrics:
-                    line.update({f"{state} {key}": round(100 * metrics[state][key], 1) for key in keys})
+            for state, label, keys in states:
+                if metrics.get(state):
+                    line.update({f"{label} {key}": round(100 * metrics[state][key], 1) for key in keys})
+            line["gain mAP"] = round(100 * gain_over_start(metrics), 1)
             line["train minutes"] = round(metrics["train_seconds"] / 60, 1)
             lines.append(line)
         return pd.DataFrame(lines).set_index("row")
@@ -224,8 +235,8 @@ class Workspace:
         keras.utils.set_random_seed(self.seed)
         embedders = {"untrained": models.build_embedder(backbone, **options)}
         if self.profile.warm_start is not None:
-            embedders["warm start"] = pretraining.load_warm_start(
-                models.build_embedder(backbone, **options), backbone, self.profile.warm_start
+            embedders["start"] = pretraining.load_start(
+                models.build_embedder(backbone, **options), backbone
             )
         embedders["trained"] = self.load_embedder(row)
         maps = {
