@@ -11,8 +11,6 @@ test mAP and the per-epoch losses. Switches change one thing at a time:
   same scene and optics everywhere). `full` is the package's generator as it is.
 - `--one-batch`: run the three triplet branches as one batch of 3B images, so BatchNorm sees
   anchors, positives and negatives together (the default model normalises each branch alone).
-- `--light-augmentation`: flip, shift 0.1, no rotation or zoom, with the profile's colour cast and
-  erasing (the re-identification habit, e.g. torchreid's), instead of Section 3.1.3's full set.
 - `--zero-init-residual`: set the last BatchNorm scale of every ResNet-50 residual block to 0
   (Goyal et al. 2017), so that a from-scratch network starts as a shallow one.
 
@@ -52,7 +50,7 @@ from tripletlib.quiet import import_keras_quietly  # noqa: E402
 keras = import_keras_quietly()
 
 
-from tripletlib import augment, config, models, synthetic, training  # noqa: E402
+from tripletlib import config, models, synthetic, training  # noqa: E402
 
 CAMERA_EFFECTS = ("full", "half", "none")
 
@@ -123,7 +121,6 @@ def main() -> None:
     parser.add_argument("--camera-effects", choices=CAMERA_EFFECTS, default="full")
     parser.add_argument("--one-batch", action="store_true")
     parser.add_argument("--zero-init-residual", action="store_true")
-    parser.add_argument("--light-augmentation", action="store_true")
     parser.add_argument("--out", default="results/learning_probe")
     parser.add_argument("--data", default=None,
                         help="a Market-1501-shaped folder to train and test on (e.g. the "
@@ -147,11 +144,6 @@ def main() -> None:
         swaps["build_triplet_model"] = one_batch_triplet_model
     if args.zero_init_residual:
         swaps["build_embedder"] = zero_init_residual_embedder
-    if args.light_augmentation:
-        swaps["augmentation"] = augment.build_augmentation(
-            shift=0.1, rotation_degrees=0.0, zoom=None, seed=config.derived_seed(0, 2),
-            colour_gain=profile.colour_gain, brightness=profile.brightness, erasing=profile.erasing,
-        )  # fmt: skip
 
     out = Path(args.out)
     if args.data is not None:
@@ -179,8 +171,7 @@ def main() -> None:
             "row": args.row,
             "seed": seed,
             "changes": {"set": args.set, "camera_effects": args.camera_effects,
-                        "one_batch": args.one_batch, "zero_init_residual": args.zero_init_residual,
-                        "light_augmentation": args.light_augmentation},
+                        "one_batch": args.one_batch, "zero_init_residual": args.zero_init_residual},
             "pretrained_mAP": round(result.metrics["pretrained"]["mAP"], 4)
             if "pretrained" in result.metrics else None,
             "pretraining": result.metrics.get("pretraining"),

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tripletlib import config, models, pretraining
+from tripletlib import augment, config, models, pretraining
 
 SHAPE = (64, 32, 3)
 
@@ -132,3 +132,17 @@ def test_a_profile_names_a_known_warm_start():
     assert config.PROFILES["thesis"].replace(warm_start="label-free").warm_start == "label-free"
     with pytest.raises(ValueError, match="warm_start='imagenet-ish'"):
         config.PROFILES["ci"].replace(warm_start="imagenet-ish")
+
+
+def test_augmentation_options_are_section_3_1_3_on_the_thesis_profile():
+    thesis = config.PROFILES["thesis"].augmentation_options()
+    assert (thesis["shift"], thesis["rotation_degrees"], thesis["zoom"]) == (0.2, 25.0, (0.8, 1.2))
+    assert thesis["colour_gain"] == thesis["brightness"] == thesis["erasing"] == 0.0
+    # The CPU profiles keep the flip and a smaller shift, no rotation or zoom (docs/benchmarks.md).
+    cpu = config.PROFILES["cpu"].augmentation_options()
+    assert (cpu["shift"], cpu["rotation_degrees"], cpu["zoom"]) == (0.1, 0.0, None)
+    layer = augment.build_augmentation(seed=0, **cpu)
+    assert layer.rotation_degrees == 0.0 and layer.zoom == (1.0, 1.0) and layer.flip
+    for field, value in (("zoom", 1.0), ("shift", -0.1), ("rotation_degrees", 200.0)):
+        with pytest.raises(ValueError, match=field):
+            config.resolve_profile("cpu", **{field: value})

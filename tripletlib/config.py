@@ -82,6 +82,12 @@ class Profile:
     # without identity labels on 600 synthetic people that no book split holds.
     width_multiplier: float = 1.0
     input_normalization: str = "caffe"
+    # Section 3.1.3's geometric augmentation (Keras' ImageDataGenerator arguments): shifts of up to
+    # `shift` of the height and width, rotations of up to `rotation_degrees`, zoom in
+    # [1 - zoom, 1 + zoom]; the CPU profiles keep the flip and a smaller shift (CPU_RECIPE).
+    shift: float = 0.2
+    rotation_degrees: float = 25.0
+    zoom: float = 0.2
     colour_gain: float = 0.0
     brightness: float = 0.0
     erasing: float = 0.0
@@ -124,6 +130,16 @@ class Profile:
             raise ValueError(f"unknown embedder option(s) {unknown}; known: {sorted(options)}")
         return {**options, **changes}
 
+    def augmentation_options(self) -> dict[str, Any]:
+        """The arguments of `augment.build_augmentation` this profile sets (Section 3.1.3's
+        geometry, the colour cast and random erasing), without the seed."""
+        zoom = None if self.zoom == 0 else (1.0 - self.zoom, 1.0 + self.zoom)
+        return {
+            "shift": self.shift, "rotation_degrees": self.rotation_degrees, "zoom": zoom,
+            "colour_gain": self.colour_gain, "brightness": self.brightness,
+            "erasing": self.erasing,
+        }  # fmt: skip
+
     def learning_rate_of(self, backbone: str) -> float:
         """Adam's starting rate for a row of `backbone` (Section 3.3.1: 1e-4 for both)."""
         if backbone == "mildnet" and self.mildnet_learning_rate is not None:
@@ -162,7 +178,7 @@ _FLOAT_FIELDS: dict[str, tuple[float, float, bool]] = {
     "learning_rate": (0.0, float("inf"), False), "batchnorm_momentum": (0.0, 1.0, True),
     "lr_decay_factor": (0.0, 1.0, False), "lr_decay_fraction": (0.0, 1.0, False),
     "margin": (0.0, float("inf"), True), "hard_fraction": (0.0, 1.0, True),
-    "width_multiplier": (0.0, 1.0, False),
+    "width_multiplier": (0.0, 1.0, False), "rotation_degrees": (0.0, 180.0, True),
 }  # fmt: skip
 
 
@@ -189,7 +205,7 @@ def validate_profile_values(profile: Profile) -> None:
             raise ValueError(
                 f"profile {profile.name!r}: {name}={value!r}; expected a number in {interval}"
             )
-    for name in ("colour_gain", "brightness", "erasing"):
+    for name in ("shift", "zoom", "colour_gain", "brightness", "erasing"):
         value = getattr(profile, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
             raise ValueError(f"profile {profile.name!r}: {name}={value!r}; expected [0, 1)")
@@ -304,15 +320,17 @@ def profile_from_parameter(value: str | dict[str, Any]) -> Profile:
 # shipped label-free start in ImageNet's place (pretraining.START_RECIPE; docs/benchmarks.md,
 # "The rows from the label-free start": the rates were chosen there, on the validation set).
 CPU_RECIPE: dict[str, Any] = {
-    "width_multiplier": 0.25, "input_normalization": "per-image", "colour_gain": 0.2,
-    "brightness": 0.2, "warm_start": "label-free",
+    "width_multiplier": 0.25, "input_normalization": "per-image", "shift": 0.1,
+    "rotation_degrees": 0.0, "zoom": 0.0, "colour_gain": 0.2, "brightness": 0.2,
+    "warm_start": "label-free", "learning_rate": 1e-3, "mildnet_learning_rate": 3e-4,
 }  # fmt: skip
 
 # The GPU profile's recipe: the CPU profiles' without the quarter width and the shipped start (a
 # 64x32 quarter-width network): full-width backbones from random weights at 256x128.
 GPU_RECIPE: dict[str, Any] = {
     key: value for key, value in CPU_RECIPE.items()
-    if key not in ("width_multiplier", "warm_start", "mildnet_learning_rate")
+    if key not in ("width_multiplier", "warm_start", "learning_rate", "mildnet_learning_rate",
+                   "shift", "rotation_degrees", "zoom")
 }  # fmt: skip
 
 PROFILES: dict[str, Profile] = {
@@ -321,7 +339,6 @@ PROFILES: dict[str, Profile] = {
         image_height=64,
         image_width=32,
         weights=None,
-        learning_rate=1e-4,
         epochs=2,
         steps_per_epoch=20,
         batchnorm_momentum=0.9,
@@ -339,14 +356,13 @@ PROFILES: dict[str, Profile] = {
         image_height=64,
         image_width=32,
         weights=None,
-        learning_rate=1e-4,
         epochs=2,
-        steps_per_epoch=100,
+        steps_per_epoch=250,
         batchnorm_momentum=0.9,
         triplet_batch_size=32,
         pk_identities=8,
         pk_images=8,
-        synthetic_train_ids=100,
+        synthetic_train_ids=751,
         synthetic_test_ids=80,
         **CPU_RECIPE,
         description="The book's default on 2 CPU cores (README: measured time), synthetic data.",

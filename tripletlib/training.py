@@ -336,9 +336,8 @@ class Trainer:
             self.embedder = build_embedder(backbone, **profile.embedder_options())
             if augmentation is None and profile.augment:
                 augmentation = augment.build_augmentation(
-                    seed=derived_seed(seed, AUGMENTATION_STREAM), colour_gain=profile.colour_gain,
-                    brightness=profile.brightness, erasing=profile.erasing,
-                )  # fmt: skip
+                    seed=derived_seed(seed, AUGMENTATION_STREAM), **profile.augmentation_options()
+                )
             if mining_name == "offline":
                 build_model = build_triplet_model or models.build_triplet_model
                 self.model = build_model(self.embedder, augmentation)
