@@ -1,8 +1,9 @@
 """Does a training row learn? Untrained versus trained mAP of one thesis row, over seeds.
 
-A diagnostic for the CPU profiles (docs/benchmarks.md, "Does the ci profile learn?"). It trains
-one row with `training.train_row` on a synthetic dataset and prints the untrained and trained
-test mAP and the per-epoch losses. Switches change one thing at a time:
+A diagnostic for the CPU profiles (docs/benchmarks.md, "The rows from the label-free start"). It
+trains one row with `training.train_row` on a synthetic dataset and prints the untrained, start
+and trained test mAP and the per-epoch losses, beside the hand-crafted baseline on the same test
+split. Switches change one thing at a time:
 
 - `--set KEY=VALUE`: a profile field (e.g. `learning_rate=0` trains nothing but lets BatchNorm's
   running statistics settle: the control for "trained beats untrained").
@@ -50,7 +51,7 @@ from tripletlib.quiet import import_keras_quietly  # noqa: E402
 keras = import_keras_quietly()
 
 
-from tripletlib import config, models, synthetic, training  # noqa: E402
+from tripletlib import baseline, config, data, models, synthetic, training  # noqa: E402
 
 CAMERA_EFFECTS = ("full", "half", "none")
 
@@ -160,6 +161,10 @@ def main() -> None:
             progress=False,
         )
     backbone, loss, mining = config.THESIS_ROWS[args.row]
+    test = data.load_splits(data_root, profile.image_height, profile.image_width,
+                            out / ".cache", splits=("query", "gallery"))  # fmt: skip
+    reference = baseline.evaluate_baseline(test["query"], test["gallery"])
+    reference = {"rank1": round(reference["rank1"], 4), "mAP": round(reference["mAP"], 4)}
     for seed in args.seeds:
         started = time.perf_counter()
         result = training.train_row(
@@ -175,6 +180,7 @@ def main() -> None:
             "pretrained_mAP": round(result.metrics["pretrained"]["mAP"], 4)
             if "pretrained" in result.metrics else None,
             "pretraining": result.metrics.get("pretraining"),
+            "baseline": reference,
             "untrained_mAP": round(result.metrics["untrained"]["mAP"], 4),
             "trained_mAP": round(result.metrics["trained"]["mAP"], 4),
             "trained_rank1": round(result.metrics["trained"]["rank1"], 4),
