@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,32 @@ def test_changed_file_list_size_or_file_misses_the_cache(image_paths, tmp_path):
     assert (changed[0] == (1, 2, 3)).all()
     assert len(list(cache.glob("*.npy"))) == 4
     assert not list(cache.glob("*.tmp"))
+
+
+def jpeg_bytes(colour, size: int) -> bytes:
+    """A solid-colour 8x4 JPEG padded to exactly `size` bytes after its EOI marker (ignored)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 8), colour).save(buffer, format="JPEG")
+    data = buffer.getvalue()
+    assert data.endswith(b"\xff\xd9") and len(data) <= size
+    return data + b"\0" * (size - len(data))
+
+
+def test_file_replaced_by_same_size_image_misses_the_cache(tmp_path):
+    paths = [tmp_path / f"{index}.jpg" for index in range(3)]
+    for path, colour in zip(paths, COLOURS[:3], strict=True):
+        path.write_bytes(jpeg_bytes(colour, 2048))
+    cache = tmp_path / "cache"
+    before = np.array(load_image_array(paths, 8, 4, cache_dir=cache, progress=False))
+    stat = os.stat(paths[1])
+    paths[1].write_bytes(jpeg_bytes((200, 100, 50), 2048))  # same byte size and mtime
+    os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(paths[1]).st_size == stat.st_size
+    after = load_image_array(paths, 8, 4, cache_dir=cache, progress=False)
+    np.testing.assert_array_equal(after[1], images.read_image(str(paths[1]), 8, 4))
+    assert not np.array_equal(after[1], before[1])
+    np.testing.assert_array_equal(after[[0, 2]], before[[0, 2]])
+    assert len(list(cache.glob("*.npy"))) == 2
 
 
 def test_corrupt_image_names_the_file_and_leaves_no_cache(image_paths, tmp_path):

@@ -218,6 +218,19 @@ def test_lossless_is_finite_when_compiled():
     assert value == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    "function, loss", [(losses.lossless_triplet_loss, losses.LosslessTripletLoss),
+                       (losses.triplet_loss, losses.TripletLoss)],
+)  # fmt: skip
+def test_empty_batch_gives_zero_loss_not_nan(function, loss):
+    empty = np.zeros((0, 4), dtype=np.float32)
+    assert float(function(empty, empty, empty)) == 0.0
+    stacked = np.zeros((0, 3, 4), dtype=np.float32)
+    labels = np.zeros(0, dtype=np.float32)
+    assert float(loss()(labels, stacked)) == 0.0
+    assert float(compiled(loss(), y_pred_ndim=3)(labels, stacked)) == 0.0
+
+
 def test_lossless_rejects_bad_parameters():
     anchor, positive, negative = triplets_with_distances([1.0], [1.0])
     for keyword in ("beta", "max_distance", "epsilon"):

@@ -36,18 +36,20 @@ def _paths_of(df_or_paths: pd.DataFrame | Sequence[str | Path]) -> list[str]:
     return [str(path) for path in df_or_paths]
 
 
-def _file_size(path: str) -> int:
+def _file_digest(path: str) -> str:
     try:
-        return os.stat(path).st_size
+        with open(path, "rb") as file:
+            return hashlib.sha256(file.read()).hexdigest()
     except OSError as error:
         raise ImageReadError(f"cannot read image {path!r}: {error.strerror}") from error
 
 
 def cache_key(paths: Sequence[str], height: int, width: int) -> str:
-    """Hash of the image size and every (path, file size) pair: a changed file list misses."""
+    """Hash of the image size and every (path, SHA-256 of the file's bytes) pair: a changed file
+    list or a file whose content changed (even at the same byte size) misses."""
     digest = hashlib.sha256(f"{height}x{width}\n".encode())
     for path in paths:
-        digest.update(f"{path}\t{_file_size(path)}\n".encode())
+        digest.update(f"{path}\t{_file_digest(path)}\n".encode())
     return digest.hexdigest()[:20]
 
 
@@ -81,8 +83,9 @@ def load_image_array(
     """All images as uint8 ``(N, height, width, 3)`` RGB, in the order of the table or list.
 
     With `cache_dir` the array is written once to ``cache_dir/images_<H>x<W>_<key>.npy`` (atomic
-    rename; `cache_key` covers the paths, their file sizes and the size) and returned
-    memory-mapped read-only; later calls with the same files open it without decoding.
+    rename; `cache_key` covers the paths, a digest of each file's bytes and the size) and returned
+    memory-mapped read-only; later calls with the same files open it without decoding (reading
+    and hashing the bytes, much cheaper than decoding them).
     """
     if int(height) != height or int(width) != width or height < 1 or width < 1:
         raise ValueError(f"height={height!r}, width={width!r}; expected positive integers")

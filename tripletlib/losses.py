@@ -1,8 +1,8 @@
 """Triplet losses on squared Euclidean distances (Sections 3.2.1, 3.2.3, 3.2.4).
 
 Each loss is a plain function (NumPy arrays or backend tensors in, a scalar tensor out, averaged
-over the batch) with a thin serializable Keras `Loss` class around it. Only `keras.ops` is used, so
-they run on every Keras backend.
+over the batch, 0 for an empty batch) with a thin serializable Keras `Loss` class around it. Only
+`keras.ops` is used, so they run on every Keras backend.
 
 - `triplet_loss`: Eq. 3.3, `max(d(a, p) - d(a, n) + margin, 0)` per triplet. The thesis writes a
   sum; here it is the mean over the batch, so the scale does not depend on the batch size.
@@ -120,6 +120,11 @@ def _triplet_distances(anchor, positive, negative):
     return positive_distance, negative_distance
 
 
+def _batch_mean(values):
+    """Mean of a `(B,)` tensor, 0 when B = 0 (as `batch_all_triplet_loss`), never NaN."""
+    return ops.sum(values) / ops.maximum(ops.sum(ops.ones_like(values)), 1.0)
+
+
 def triplet_costs(positive_distance, negative_distance, margin: float = 0.2):
     """Eq. 3.3 for each triplet from its squared distances: `max(d(a, p) - d(a, n) + margin, 0)`."""
     _check_non_negative(margin, "margin")
@@ -127,10 +132,11 @@ def triplet_costs(positive_distance, negative_distance, margin: float = 0.2):
 
 
 def triplet_loss(anchor, positive, negative, margin: float = 0.2):
-    """Triplet loss, Eq. 3.3 (Section 3.2.1): mean of `max(d(a, p) - d(a, n) + margin, 0)`."""
+    """Triplet loss, Eq. 3.3 (Section 3.2.1): mean of `max(d(a, p) - d(a, n) + margin, 0)`, 0 for
+    an empty batch."""
     _check_non_negative(margin, "margin")
     positive_distance, negative_distance = _triplet_distances(anchor, positive, negative)
-    return ops.mean(triplet_costs(positive_distance, negative_distance, margin))
+    return _batch_mean(triplet_costs(positive_distance, negative_distance, margin))
 
 
 def lossless_triplet_costs(
@@ -159,7 +165,7 @@ def lossless_triplet_loss(
     max_distance: float = 4.0,
     epsilon: float = 1e-8,
 ):
-    """Lossless triplet loss, Eq. 3.6 (Section 3.2.4), averaged over the batch.
+    """Lossless triplet loss, Eq. 3.6 (Section 3.2.4), averaged over the batch (0 when empty).
 
     `max_distance` is D, the largest squared distance (4 for unit-norm embeddings); `beta` scales
     the distances. d(a, p) and D - d(a, n) are clipped to [0, beta], so finite inputs give a
@@ -175,7 +181,7 @@ def lossless_triplet_loss(
     associative, contrastive = lossless_triplet_costs(
         positive_distance, negative_distance, beta, max_distance, epsilon
     )
-    return ops.mean(associative + contrastive)
+    return _batch_mean(associative + contrastive)
 
 
 def pairwise_squared_distances(embeddings):

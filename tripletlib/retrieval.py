@@ -152,6 +152,7 @@ def annoy_search(
 
 
 SEARCHES = ("exact", "annoy")
+REMAINDER_SEED = 0  # the order of the gallery images Annoy does not return (annoy_distance_matrix)
 
 
 def distance_matrix(
@@ -172,18 +173,21 @@ def annoy_distance_matrix(
     """A (Q, G) matrix: Annoy's squared distances for the neighbours it returns, then the rest.
 
     Annoy returns only the `neighbours` nearest gallery images of each query; the rest of the
-    gallery is placed after them, in gallery order, so Annoy's Rank-k (k <= neighbours) is that of
-    its approximate list and its mAP counts matches Annoy did not return as found last.
+    gallery is ranked after all of them, in one random order (`REMAINDER_SEED`, the same for every
+    call) that does not depend on the gallery's file order: Annoy did not rank them, so its mAP
+    counts the matches it missed as found at random places behind its list. Annoy's Rank-k (k <=
+    neighbours) is that of its approximate list.
     """
-    neighbours = min(int(neighbours), gallery_embeddings.shape[0])
-    indices, distances = annoy_search(query_embeddings, gallery_embeddings, k=neighbours)
+    queries, gallery = _check_pair(query_embeddings, gallery_embeddings)
+    neighbours = min(int(neighbours), gallery.shape[0])
+    indices, distances = annoy_search(queries, gallery, k=neighbours)
     beyond = float(distances.max()) + 1.0
-    order_penalty = np.arange(gallery_embeddings.shape[0], dtype=np.float64) * 1e-9
-    matrix = np.broadcast_to(beyond + order_penalty, (len(query_embeddings), len(order_penalty)))
-    matrix = matrix.copy()
-    rows = np.arange(len(query_embeddings))[:, None]
+    place = np.random.default_rng(REMAINDER_SEED).permutation(gallery.shape[0])
+    remainder = beyond + place.astype(np.float64) * 1e-6
+    matrix = np.repeat(remainder[None, :], queries.shape[0], axis=0)
     found = indices >= 0
-    matrix[np.broadcast_to(rows, indices.shape)[found], indices[found]] = distances[found]
+    rows = np.broadcast_to(np.arange(queries.shape[0])[:, None], indices.shape)
+    matrix[rows[found], indices[found]] = distances[found]
     return matrix
 
 
