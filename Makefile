@@ -18,8 +18,9 @@ book: $(BIN)/tripletlib
 	$(BIN)/tripletlib book --profile $(PROFILE) --out $(RESULTS)
 
 ## Open the book in JupyterLab (jupyterlab comes with the `book` extra); notebooks run from book/.
+## As root (most containers) JupyterLab needs --allow-root.
 lab: $(BIN)/tripletlib
-	$(BIN)/jupyter lab --notebook-dir=book
+	$(BIN)/jupyter lab --notebook-dir=book $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 ## The tests: unit tests, both backends, the notebooks (nbval) and the ci-profile book batch.
 test: $(BIN)/tripletlib
