@@ -198,3 +198,10 @@ def test_recall_at_k_rejects_bad_input():
         recall_at_k(np.zeros((2, 3), dtype=int), np.zeros((2, 3), dtype=int), k=4)
     with pytest.raises(ValueError, match="2-D"):
         recall_at_k(np.zeros(3, dtype=int), np.zeros(3, dtype=int))
+
+
+def test_exact_search_keeps_the_lowest_gallery_indices_on_a_tie_at_rank_k():
+    gallery = np.zeros((50, 4), dtype=np.float32)  # every image at the same distance
+    gallery[37] = 0.5  # one nearer: first, then the lowest indices of the 49 tied ones
+    indices, _ = exact_search(np.full((2, 4), 0.5, dtype=np.float32), gallery, k=5)
+    np.testing.assert_array_equal(indices, [[37, 0, 1, 2, 3]] * 2)

@@ -62,6 +62,10 @@ def exact_search(
         _squared_block(chunk, gallery, np.einsum("ij,ij->i", chunk, chunk), gallery_norms, block)
         if k < gallery.shape[0]:
             candidates = np.argpartition(block, k - 1, axis=1)[:, :k]
+            # argpartition picks among images tied at the k-th distance; keep the lowest indices.
+            kth = np.take_along_axis(block, candidates, axis=1).max(axis=1)
+            for row in np.flatnonzero((block <= kth[:, None]).sum(axis=1) > k):
+                candidates[row] = np.argsort(block[row], kind="stable")[:k]
         else:
             candidates = np.broadcast_to(np.arange(k), block.shape).copy()
         candidate_distances = np.take_along_axis(block, candidates, axis=1)
