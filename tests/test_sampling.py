@@ -355,3 +355,7 @@ def test_classify_triplets_rejects_bad_input():
         classify_triplets([np.nan], [2.0], margin=0.2)
     with pytest.raises(ValueError, match="broadcast"):
         classify_triplets([1.0, 2.0], [1.0, 2.0, 3.0], margin=0.2)
+
+
+def test_classify_triplets_a_tie_is_hard_at_margin_zero_too():
+    assert classify_triplets([1.0, 1.0], [1.0, 1.5], margin=0.0).tolist() == ["hard", "easy"]

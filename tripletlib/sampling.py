@@ -542,8 +542,8 @@ def classify_triplets(d_ap, d_an, margin: float) -> np.ndarray:
     The thesis' definitions (after FaceNet): hard ``d_an < d_ap``; semi-hard
     ``d_ap < d_an < d_ap + margin`` (positive loss although the negative is farther); easy: zero
     loss (Eq. 3.3), ``d_an >= d_ap + margin``. A tie ``d_an == d_ap`` is not semi-hard by that
-    strict definition, so it counts as hard (the negative is no farther than the positive).
-    Arrays broadcast; returns a string array of the broadcast shape.
+    strict definition, so it counts as hard (the negative is no farther than the positive), at
+    margin 0 too. Arrays broadcast; returns a string array of the broadcast shape.
     """
     d_ap = np.asarray(d_ap, dtype=np.float64)
     d_an = np.asarray(d_an, dtype=np.float64)
@@ -560,6 +560,6 @@ def classify_triplets(d_ap, d_an, margin: float) -> np.ndarray:
     if np.any(d_ap < 0) or np.any(d_an < 0):
         raise ValueError("d_ap and d_an are squared distances and must be >= 0.")
     labels = np.full(d_ap.shape, "semi-hard", dtype="<U9")
-    labels[d_an <= d_ap] = "hard"
     labels[d_an >= d_ap + margin] = "easy"
+    labels[d_an <= d_ap] = "hard"  # last: at margin 0 a tie has zero loss and is still hard
     return labels
