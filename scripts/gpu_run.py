@@ -5,10 +5,14 @@
 1. Prints and keeps what ran: `nvidia-smi`, JAX's devices, the Keras backend and versions.
 2. Writes the market-sized synthetic set (`synthetic` preset "market": 751 / 750 identities,
    12,936 train images) with one process per core, once, under `--work`.
-3. Runs the whole book on the `gpu` profile (`tripletlib book --profile gpu --data ...`) under
-   `--book-limit` seconds, and keeps its log, book_run.json, tables, records and each row's
-   metrics.json and history.csv.
-4. Times a thesis-length row: ResNet-50, lossless loss, offline mining, 256x128, the thesis
+3. Trains the `gpu` profile's label-free starts on the device (`scripts/make_starts.py
+   --input-size 256x128 --width 1`: instance discrimination on the 600 unlabelled people of
+   `pretraining.START_POOL`, `--start-steps` steps per backbone) under `--start-limit` seconds,
+   into `--work`/starts, and keeps their JSON records: the shipped starts are 64x32 ones.
+4. Runs the whole book on the `gpu` profile from those starts (`tripletlib book --profile gpu
+   --data ... --set warm_start=WORK/starts`) under `--book-limit` seconds, and keeps its log,
+   book_run.json, tables, records and each row's metrics.json and history.csv.
+5. Times a thesis-length row: ResNet-50, lossless loss, offline mining, 256x128, the thesis
    profile with random weights in ImageNet's place, bf16 and device-resident batches, over the
    12,936 train images (a full pass per epoch, batch 32). One epoch first (the compilation), then
    epochs 2-N (`--row-epochs`, default 20), under `--row-limit` seconds; from the seconds of
@@ -16,7 +20,8 @@
 
 Every file it writes into OUT is small (logs, JSON, CSV, Markdown): OUT is meant to be copied into
 docs/gpu_run/. `--tiny` runs the same steps on the CPU in about a minute (12 / 8 identities, 64x32,
-a quarter of the channels, notebook 00 only, 2 row epochs of 2 steps): the test of this script.
+a quarter of the channels, starts of 2 steps on 6 people, notebook 00 only, 2 row epochs of 2
+steps): the test of this script.
 """
 
 from __future__ import annotations
@@ -55,11 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--book-limit", type=int, default=480, help="seconds for the whole book")
     parser.add_argument("--row-limit", type=int, default=300, help="seconds for the timed row")
     parser.add_argument("--row-epochs", type=int, default=20, help="epochs of the timed row")
+    parser.add_argument("--start-limit", type=int, default=240,
+                        help="seconds for training both label-free starts")
+    parser.add_argument("--start-steps", type=int, default=1500,
+                        help="instance-discrimination steps per backbone (the CPU recipe's 1500)")
     parser.add_argument("--skip-book", action="store_true", help="only the timed row")
     parser.add_argument("--tiny", action="store_true", help="CPU-sized check of this script")
     parser.add_argument("--row-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("book_limit", "row_limit", "row_epochs"):
+    for name in ("book_limit", "row_limit", "row_epochs", "start_limit", "start_steps"):
         if getattr(args, name) < (2 if name == "row_epochs" else 1):
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}; expected more")
     if args.row_only:  # the child process of step 4
@@ -70,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["environment"] = environment(args.out)
     summary["data"] = prepare_data(args)
     if not args.skip_book:
+        summary["starts"] = train_starts(args)
         summary["book"] = run_book(args)
     summary["row"] = run_row(args)
     write(args.out / "summary.json", json.dumps(summary, indent=2))
@@ -131,12 +141,44 @@ def prepare_data(args) -> dict:
             "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
 
+def train_starts(args) -> dict:
+    """`scripts/make_starts.py` at the gpu profile's size (--tiny: the tiny book's) on the device;
+    keeps its log and the starts' JSON records (the weights stay in --work)."""
+    folder = args.work / "starts"
+    size, width = ("64x32", "0.25") if args.tiny else ("256x128", "1")
+    command = [sys.executable, str(ROOT / "scripts" / "make_starts.py"), "--work",
+               str(args.work / "start-work"), "--out", str(folder), "--input-size", size,
+               "--width", width, "--steps", str(2 if args.tiny else args.start_steps), "--quiet",
+               "--workers", str(os.cpu_count() or 1)]  # fmt: skip
+    if args.tiny:
+        command += ["--pool-ids", "6"]
+    started = time.perf_counter()
+    try:
+        completed = subprocess.run(command, env=child_environment(), capture_output=True,
+                                   text=True, timeout=args.start_limit, check=False)  # fmt: skip
+        status, log = completed.returncode, completed.stdout + completed.stderr
+    except subprocess.TimeoutExpired as error:
+        status = "timeout"
+        log = (error.stdout or b"").decode() + (error.stderr or b"").decode()
+    seconds = round(time.perf_counter() - started, 1)
+    write(args.out / "starts.log", log[-200_000:])
+    records = {}
+    for record in sorted(folder.glob("*.json")):
+        shutil.copyfile(record, args.out / f"start_{record.name}")
+        records[record.name] = json.loads(record.read_text())
+    print(f"starts: status {status} after {seconds} s (limit {args.start_limit} s)", flush=True)
+    return {"status": status, "seconds": seconds, "folder": str(folder),
+            "records": {name: {key: record.get(key) for key in ("steps", "loss", "seconds")}
+                        for name, record in records.items()}}  # fmt: skip
+
+
 def run_book(args) -> dict:
     """`tripletlib book --profile gpu` under --book-limit seconds; keeps the small outputs."""
     book_out = args.work / "book"
     data_root = args.work / ("data-tiny" if args.tiny else "data-market")
     command = [sys.executable, "-m", "tripletlib", "book", "--profile", "gpu", "--out",
-               str(book_out), "--data", str(data_root)]  # fmt: skip
+               str(book_out), "--data", str(data_root),
+               "--set", f"warm_start={(args.work / 'starts').resolve()}"]  # fmt: skip
     if args.tiny:
         command += ["--only", "00"] + [item for s in TINY_SETTINGS for item in ("--set", s)]
     started = time.perf_counter()
@@ -164,7 +206,7 @@ def run_book(args) -> dict:
 
 
 def run_row(args) -> dict:
-    """Step 4 in a child process (a limit the compiled steps cannot outlive)."""
+    """Step 5 in a child process (a limit the compiled steps cannot outlive)."""
     command = [sys.executable, str(Path(__file__).resolve()), str(args.out), "--row-only",
                "--work", str(args.work), "--row-epochs", str(args.row_epochs)]  # fmt: skip
     if args.tiny:

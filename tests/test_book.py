@@ -75,3 +75,15 @@ def test_ci_book_batch_writes_tables_figures_and_trained_rows():
     records = {p.stem: json.loads(p.read_text()) for p in (RESULTS / "records").glob("*.json")}
     assert records["04_losses"]["from_scratch_matches_library"] is True
     assert records["06_evaluation"]["annoy_recall_at_10"] > 0.5
+
+
+def test_06_and_07_run_first_on_a_fresh_output_folder(tmp_path):
+    """A student who opens the evaluation or the explorer notebook first gets the final row
+    trained for them (Workspace.trained_rows), not an IndexError; a tiny ci profile keeps it short."""
+    tiny = {"epochs": 1, "steps_per_epoch": 2, "synthetic_train_ids": 20, "synthetic_test_ids": 10}
+    result = run_book(profile="ci", out_dir=tmp_path, book_dir=BOOK, only=["06", "07"],
+                      progress=False, cell_timeout=600, overrides=tiny)  # fmt: skip
+    assert sorted(result.seconds) == ["06_evaluation_and_retrieval.ipynb", "07_explorer.ipynb"]
+    metrics = RunMetrics.read(tmp_path / "runs" / "resnet50-lossless-offline")
+    assert metrics.profile == "ci" and metrics.trained["mAP"] > 0
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["resnet50-lossless-offline"]

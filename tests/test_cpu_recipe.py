@@ -132,6 +132,8 @@ def test_a_profile_names_a_known_warm_start():
     assert config.PROFILES["thesis"].replace(warm_start="label-free").warm_start == "label-free"
     with pytest.raises(ValueError, match="warm_start='imagenet-ish'"):
         config.PROFILES["ci"].replace(warm_start="imagenet-ish")
+    folder = config.PROFILES["gpu"].replace(warm_start="/tmp/work/starts")  # gpu_run.py's
+    assert folder.warm_start == "/tmp/work/starts"
 
 
 def test_augmentation_options_are_section_3_1_3_on_the_thesis_profile():

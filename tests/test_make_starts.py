@@ -51,3 +51,26 @@ def test_bad_counts_are_parser_errors(script, tmp_path, capsys, argv, named):
     with pytest.raises(SystemExit):
         script.main(["--work", str(tmp_path), *argv])
     assert named in capsys.readouterr().err
+
+
+def test_a_start_of_another_size_loads_where_a_profile_names_its_folder(script, tmp_path,
+                                                                        monkeypatch):  # fmt: skip
+    """The gpu run's plan at a tiny size: a start at another input size and width, in a folder
+    that the profile's warm_start names (scripts/gpu_run.py passes --set warm_start=FOLDER)."""
+    from tripletlib import config, models
+
+    monkeypatch.setitem(pretraining.START_RECIPE, "batch_size", 8)
+    folder = tmp_path / "starts"
+    target = script.make_start("resnet50", tmp_path / "work", folder, steps=1, progress=False,
+                               input_shape=(64, 32, 3), width=0.125, pool_ids=3)  # fmt: skip
+    assert target.name == "resnet50-w0.125-64x32.weights.h5"
+    profile = config.resolve_profile("ci", width_multiplier=0.125, warm_start=str(folder))
+    assert pretraining.profile_start_path(profile, "resnet50") == target
+    embedder = models.build_embedder("resnet50", **profile.embedder_options())
+    pretraining.load_start(embedder, "resnet50", target)
+    record = pretraining.start_record("resnet50", target)
+    assert record["pool"]["train_ids"] == 3 and tuple(record["recipe"]["input_shape"]) == (64, 32, 3)
+    with pytest.raises(FileNotFoundError, match="mildnet-w0.125-64x32.weights.h5"):
+        pretraining.check_profile_starts(profile)  # no MILDNet start in that folder
+    with pytest.raises(FileNotFoundError, match="--input-size"):
+        pretraining.check_profile_starts(config.resolve_profile("gpu"))  # 256x128: not shipped

@@ -77,6 +77,10 @@ def test_the_prepared_gpu_script_runs_at_a_tiny_size(tmp_path):
     assert completed.returncode == 0, (completed.stdout + completed.stderr)[-4000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tiny"] and summary["book"]["status"] == 0
+    # The gpu profile's label-free starts, trained first at the tiny book's size.
+    assert summary["starts"]["status"] == 0
+    assert sorted(summary["starts"]["records"]) == ["mildnet-w0.25-64x32.json",
+                                                    "resnet50-w0.25-64x32.json"]  # fmt: skip
     assert (out / "book" / "book_run.json").is_file() and (out / "environment.txt").is_file()
     assert "jax" in summary["environment"]["devices"]
     row = json.loads((out / "row.json").read_text())

@@ -126,6 +126,9 @@ def test_ranked_list_borders_are_black_green_red_as_matches_say():
                 gallery_axes.images[0].get_array(), gallery[ranked[query, rank]]
             )
     assert by_label["query 1"].get_title() == "q1"
+    assert figure._suptitle.get_text().startswith("Ranked lists:")
+    single = viz.plot_ranked_lists(queries[:1], gallery, ranked[:1], matches[:1], k=3)
+    assert single._suptitle.get_text().startswith("Ranked list:")  # one query, one list
 
 
 @pytest.mark.parametrize(

@@ -77,9 +77,11 @@ def run_book(
     from papermill.exceptions import PapermillExecutionError
 
     from tripletlib.config import resolve_profile
+    from tripletlib.pretraining import check_profile_starts
     from tripletlib.tables import load_run_metrics, write_thesis_tables
 
-    resolve_profile(profile, **(overrides or {}))  # an unknown name or a bad value: no notebook
+    # An unknown name, a bad value or a missing label-free start: no notebook runs.
+    check_profile_starts(resolve_profile(profile, **(overrides or {})))
     out_dir = Path(out_dir).resolve()
     book_dir = Path(book_dir) if book_dir else default_book_dir()
     notebooks = list_notebooks(book_dir, only)
@@ -107,6 +109,9 @@ def run_book(
                 progress_bar=False,
                 cwd=str(book_dir),
                 execution_timeout=cell_timeout,
+                # The kernel's own log lines (ipykernel's "running over TCP without encryption"
+                # warning, once per notebook); a failing cell or a dead kernel still raises.
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
         except PapermillExecutionError as error:
             raise BookError(

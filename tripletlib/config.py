@@ -30,8 +30,9 @@ import numpy as np
 # Dtype policies a profile may train under (`devices.precision`): float32, or bf16 / fp16 compute
 # with float32 weights.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-# `Profile.warm_start`: random weights (None) or the shipped label-free start
-# (`pretraining.load_start`); the thesis' ImageNet weights are `Profile.weights`.
+# `Profile.warm_start`: random weights (None), the label-free start ("label-free": the shipped one
+# of the profile's input size and width, `pretraining.load_start`) or a folder path (with a "/")
+# of label-free starts made by scripts/make_starts.py; ImageNet weights are `Profile.weights`.
 WARM_STARTS = (None, "label-free")
 # Identities of the synthetic presets a profile may name (`synthetic.PRESETS`, Section 3.1.1).
 SYNTHETIC_PRESET_IDS = {"market": (751, 750)}
@@ -221,10 +222,12 @@ def validate_profile_values(profile: Profile) -> None:
             f"profile {profile.name!r}: input_normalization={profile.input_normalization!r}; "
             "expected 'caffe' or 'per-image'"
         )
-    if profile.warm_start not in WARM_STARTS:
+    if profile.warm_start not in WARM_STARTS and not (
+        isinstance(profile.warm_start, str) and "/" in profile.warm_start
+    ):
         raise ValueError(
             f"profile {profile.name!r}: warm_start={profile.warm_start!r}; expected one of "
-            f"{list(WARM_STARTS)}"
+            f"{list(WARM_STARTS)} or a folder path (with a '/') of scripts/make_starts.py's starts"
         )
     if profile.precision not in PRECISIONS:
         raise ValueError(
@@ -325,11 +328,11 @@ CPU_RECIPE: dict[str, Any] = {
     "warm_start": "label-free", "learning_rate": 1e-3, "mildnet_learning_rate": 3e-4,
 }  # fmt: skip
 
-# The GPU profile's recipe: the CPU profiles' without the quarter width and the shipped start (a
-# 64x32 quarter-width network): full-width backbones from random weights at 256x128.
+# The GPU profile's recipe: the CPU profiles' at full width and 256x128, from a label-free start
+# of that size, which scripts/gpu_run.py trains on the device first (the shipped ones are 64x32).
 GPU_RECIPE: dict[str, Any] = {
     key: value for key, value in CPU_RECIPE.items()
-    if key not in ("width_multiplier", "warm_start", "learning_rate", "mildnet_learning_rate",
+    if key not in ("width_multiplier", "learning_rate", "mildnet_learning_rate",
                    "shift", "rotation_degrees", "zoom")
 }  # fmt: skip
 
@@ -405,10 +408,10 @@ PROFILES: dict[str, Profile] = {
         **GPU_RECIPE,
         precision="mixed_bfloat16",
         device_resident=True,
-        description="The whole book on one H200 under JAX (issue 15): the market-sized synthetic "
-        "set, 256x128, full-width backbones from random weights, bf16, device-resident batches; "
-        "2 x 2 epochs x 150 steps per row, sized for about 8 minutes but unmeasured on a GPU so "
-        "far (scripts/gpu_run.sh measures it).",
+        description="The whole book on one H200 under JAX: the market-sized synthetic set, "
+        "256x128, full-width backbones from a label-free start of that size (scripts/gpu_run.py "
+        "trains it on the device and passes --set warm_start=FOLDER), bf16, device-resident "
+        "batches; 2 x 2 epochs x 150 steps per row; not run on a GPU yet.",
     ),
 }
 

@@ -37,11 +37,30 @@ START_RECIPE = {
 }  # fmt: skip
 
 
-def start_path(backbone: str) -> Path:
-    """The shipped label-free start of `backbone`'s whole embedder (START_RECIPE)."""
-    recipe = START_RECIPE
-    height, width, _ = recipe["input_shape"]
-    return START_DIR / f"{backbone}-w{recipe['width']:g}-{height}x{width}.weights.h5"
+def start_path(
+    backbone: str,
+    input_shape: tuple[int, int, int] = START_RECIPE["input_shape"],
+    width: float = START_RECIPE["width"],
+    folder: str | Path | None = None,
+) -> Path:
+    """The label-free start of `backbone`'s whole embedder at `input_shape` and `width`, in
+    `folder` (default `START_DIR`, the shipped ones: START_RECIPE's 64x32 at a quarter width)."""
+    height, image_width, _ = input_shape
+    return Path(folder or START_DIR) / f"{backbone}-w{width:g}-{height}x{image_width}.weights.h5"
+
+
+def start_folder(warm_start: str) -> Path:
+    """Where a profile's `warm_start` lives: LABEL_FREE, the shipped starts (`START_DIR`); a
+    folder path, starts that `scripts/make_starts.py --out FOLDER` wrote (`scripts/gpu_run.py`
+    trains the `gpu` profile's there, on the device, at 256x128 and full width)."""
+    return START_DIR if warm_start == LABEL_FREE else Path(warm_start).expanduser()
+
+
+def profile_start_path(profile: Any, backbone: str) -> Path:
+    """The start that `profile` (`config.Profile` with a `warm_start`) loads for `backbone`."""
+    return start_path(
+        backbone, profile.input_shape, profile.width_multiplier, start_folder(profile.warm_start)
+    )
 
 
 def start_record_path(weights_path: Path) -> Path:
@@ -50,30 +69,45 @@ def start_record_path(weights_path: Path) -> Path:
     return weights_path.with_name(weights_path.name.replace(".weights.h5", ".json"))
 
 
-def start_record(backbone: str) -> dict[str, Any]:
-    """The JSON record beside `start_path(backbone)` (recipe, pool, losses, seconds, SHA-256), or
-    a clear error when the package lacks the file (`scripts/make_starts.py` writes both)."""
-    path = start_path(backbone)
+def _missing(path: Path) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"the label-free start {path} (or its .json record) is missing; make it with `python "
+        f"scripts/make_starts.py --work /tmp/starts --out {path.parent}` and the profile's "
+        "--input-size and --width"
+    )
+
+
+def start_record(backbone: str, path: str | Path | None = None) -> dict[str, Any]:
+    """The JSON record beside the start `path` (default: the shipped `start_path(backbone)`):
+    recipe, pool, losses, seconds, SHA-256; a clear error when either file is missing."""
+    path = Path(path) if path is not None else start_path(backbone)
     record_path = start_record_path(path)
     if not path.is_file() or not record_path.is_file():
-        raise FileNotFoundError(
-            f"the shipped start {path} (or its .json record) is missing; recreate it with "
-            "`python scripts/make_starts.py --work /tmp/starts`"
-        )
+        raise _missing(path)
     return {**json.loads(record_path.read_text()), "shipped": path.name}
 
 
-def load_start(embedder: keras.Model, backbone: str) -> keras.Model:
-    """Load the shipped label-free start into `embedder`, backbone and head (FC 1024-BN-ReLU-FC
-    128, Section 3.1.5; MILDNet's 1,472 -> 2,048 -> 2,048), so that every row of a backbone
-    starts from the same embedding."""
-    path = start_path(backbone)
+def check_profile_starts(profile: Any, backbones: tuple[str, ...] = ("resnet50", "mildnet")) -> None:
+    """Raise the missing-start error before any work when `profile.warm_start` names starts that
+    are not there (a book checks this before its first notebook)."""
+    if profile.warm_start is None:
+        return
+    for backbone in backbones:
+        start_record(backbone, profile_start_path(profile, backbone))
+
+
+def load_start(embedder: keras.Model, backbone: str, path: str | Path | None = None) -> keras.Model:
+    """Load the label-free start `path` (default: the shipped one) into `embedder`, backbone and
+    head (FC 1024-BN-ReLU-FC 128, Section 3.1.5; MILDNet's 1,472 -> 2,048 -> 2,048), so that
+    every row of a backbone starts from the same embedding."""
+    path = Path(path) if path is not None else start_path(backbone)
+    if not path.is_file():
+        raise _missing(path)
     try:
         embedder.load_weights(path)
     except ValueError as error:
         raise ValueError(
-            f"the shipped start {path} does not fit the {backbone} embedder {embedder.name} (it "
-            f"needs START_RECIPE's input {START_RECIPE['input_shape']} and width "
-            f"{START_RECIPE['width']}): {error}"
+            f"the start {path} does not fit the {backbone} embedder {embedder.name} (a start fits "
+            f"the input size and width its file name gives): {error}"
         ) from None
     return embedder

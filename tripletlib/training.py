@@ -9,9 +9,9 @@
 - Model: `models.build_embedder` behind the augmentation of Section 3.1.3, in the three-branch
   shared-weight network of Fig. 3.7 (offline mining) or a single branch (online mining); Adam.
 - Start: the thesis fine-tunes ImageNet weights (`profile.weights`). With `profile.warm_start`
-  ("label-free": the `ci` and `cpu` profiles) the embedder, backbone and head, starts from the
-  shipped label-free start instead (`pretraining.load_start`), ImageNet's stand-in, and the
-  triplet training fine-tunes that.
+  ("label-free": the `ci` and `cpu` profiles; a folder of starts: the `gpu` run) the embedder,
+  backbone and head, starts from a label-free start instead (`pretraining.load_start`),
+  ImageNet's stand-in, and the triplet training fine-tunes that.
 - Learning rate: times `profile.lr_decay_factor` (0.5) every `profile.lr_decay_every_epochs`
   epochs, counted over the whole run and never restarted. The thesis halves it "after every 50
   epochs" of its 2 x 100 offline epochs, so iteration 2 goes on at the rate iteration 1 ended
@@ -232,10 +232,11 @@ def train_row(
         if profile.warm_start is not None:
             # ImageNet's stand-in (Section 3.3.1), backbone and head: every row of a backbone
             # starts from the same embedding (pretraining.load_start).
-            pretraining.load_start(trainer.embedder, backbone)
+            start = pretraining.profile_start_path(profile, backbone)
+            pretraining.load_start(trainer.embedder, backbone, start)
             keras.utils.set_random_seed(seed)
             evaluation_after = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
-            record = pretraining.start_record(backbone)
+            record = pretraining.start_record(backbone, start)
             write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
     last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
     trainer.run(until_epoch=last_epoch)
@@ -664,7 +665,8 @@ def run_config_of(backbone: str, loss: str, mining: str, profile: config.Profile
         **({"swapped": swapped} if swapped else {}),
     }
     if profile.warm_start is not None:
-        run_config["warm_start"] = pretraining.start_record(backbone)["sha256"]
+        start = pretraining.profile_start_path(profile, backbone)
+        run_config["warm_start"] = pretraining.start_record(backbone, start)["sha256"]
     return run_config
 
 

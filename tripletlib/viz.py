@@ -265,7 +265,10 @@ def plot_ranked_lists(
             if query == 0:
                 axes.set_title(str(rank + 1), fontsize=8)
     figure.suptitle(
-        _dataset_title("Ranked lists: query (black), correct (green), wrong (red)", dataset)
+        _dataset_title(
+            f"Ranked list{'s' if rows > 1 else ''}: query (black), correct (green), wrong (red)",
+            dataset,
+        )
     )
     figure.tight_layout()
     return figure

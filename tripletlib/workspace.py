@@ -236,7 +236,8 @@ class Workspace:
         embedders = {"untrained": models.build_embedder(backbone, **options)}
         if self.profile.warm_start is not None:
             embedders["start"] = pretraining.load_start(
-                models.build_embedder(backbone, **options), backbone
+                models.build_embedder(backbone, **options), backbone,
+                pretraining.profile_start_path(self.profile, backbone),
             )
         embedders["trained"] = self.load_embedder(row)
         maps = {
@@ -301,11 +302,26 @@ class Workspace:
         )
 
     def query_figure(self, row: str, query_index: int, k: int = 10):
-        """One query's ranked list with its average precision written under it (notebook 07)."""
+        """One query's top-k gallery images under `row`, with the query's number, person id and
+        average precision written under them (notebook 07's explorer)."""
+        query = self.split("query")
         average_precision = self.evaluate(row).per_query_ap[query_index]
         figure = self.ranked_list_figure(row, [query_index], k=k)
-        figure.text(0.5, 0.0, f"{row}: AP of this query = {average_precision:.3f}", ha="center")
+        figure.text(
+            0.5, 0.0,
+            f"{row}: the {k} nearest gallery images of query {query_index} of "
+            f"{len(query.person_ids)} (person {query.person_ids[query_index]:04d}); AP of this "
+            f"query {average_precision:.3f}", ha="center",
+        )  # fmt: skip
         return figure
+
+    def query_choices(self) -> list[tuple[str, int]]:
+        """(label, query index) of every query, labelled by person id and camera, for a widget."""
+        query = self.split("query")
+        return [
+            (f"person {pid:04d}, camera {cam} (query {index})", index)
+            for index, (pid, cam) in enumerate(zip(query.person_ids, query.camera_ids, strict=True))
+        ]
 
     def save_figure(self, figure, name: str) -> Path:
         """Save under OUTPUT_DIR/figures/<name>.png and return the path."""
@@ -327,6 +343,17 @@ class Workspace:
         from tripletlib.tables import load_run_metrics
 
         return load_run_metrics(sorted((self.output_dir / "runs").glob("*/metrics.json")))
+
+    def trained_rows(self, first: str = "resnet50-lossless-offline") -> list[str]:
+        """The rows trained in OUTPUT_DIR; where none is yet (a notebook opened before 03-05),
+        `first` (the thesis' final model, Section 4.2.3) is trained now, with one line saying so."""
+        rows = [run["row"] for run in self.trained_runs()]
+        if not rows:
+            print(f"no trained row in {self.output_dir / 'runs'} yet: training {first} on the "
+                  f"{self.profile.name} profile first (notebooks 03-05 train the others)")  # fmt: skip
+            self.train_row(first)
+            rows = [first]
+        return rows
 
 
 def _split_row(row: str) -> tuple[str, str, str]:
