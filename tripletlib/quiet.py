@@ -37,5 +37,9 @@ def import_keras_quietly():
         import keras
 
         if keras.backend.backend() == "tensorflow":
-            import tensorflow  # noqa: F401  (its lazily loaded parts print too)
+            import tensorflow  # (its lazily loaded parts print too)
+
+            # Its Python logger's warnings too ("triggered tf.function retracing" when a model
+            # embeds batches of several sizes, as the occlusion maps do); errors still show.
+            tensorflow.get_logger().setLevel("ERROR")
     return keras
