@@ -23,13 +23,15 @@ step "notebooks (nbval, outputs of the ci profile)"
 KERAS_BACKEND=tensorflow $BIN/python -m pytest --nbval-lax --sanitize-with book/sanitize.cfg \
     book -q -p no:cacheprovider -n 2 --dist loadscope
 
+# Two test files at a time (pytest-xdist): most unit tests wait on Python (building and tracing
+# small networks) more than on the cores; every test writes under its own tmp_path.
 step "unit tests, KERAS_BACKEND=tensorflow"
-KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m "not slow" -q
+KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m "not slow" -q -n 2 --dist loadfile
 
 step "losses, augmentation, one training step, two devices, bf16 and the CPU recipe, KERAS_BACKEND=jax"
 KERAS_BACKEND=jax $BIN/python -m pytest tests/test_losses.py tests/test_augment.py \
     tests/test_backend_step.py tests/test_devices.py tests/test_cpu_recipe.py \
-    tests/test_hardware_settings.py -q
+    tests/test_hardware_settings.py -q -n 2 --dist loadfile
 
 # The prepared GPU command (issue 15) at its tiny size on the CPU under JAX: environment, data,
 # the gpu book's notebook 00 and two epochs of the timed row (41 s in fresh-clone CI, 3 minutes

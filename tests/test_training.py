@@ -501,7 +501,7 @@ def test_a_run_records_the_shipped_start_it_started_from(monkeypatch, tmp_path):
     ci = config.PROFILES["ci"]
     first = training.run_config_of("resnet50", "triplet", "offline", ci, 0, tmp_path)
     assert first["warm_start"] == pretraining.start_record("resnet50")["sha256"]
-    monkeypatch.setattr(pretraining, "start_record", lambda backbone: {"sha256": "another"})
+    monkeypatch.setattr(pretraining, "start_record", lambda backbone, path=None: {"sha256": "another"})
     second = training.run_config_of("resnet50", "triplet", "offline", ci, 0, tmp_path)
     assert second["warm_start"] == "another" and second != first
     thesis = training.run_config_of("resnet50", "triplet", "offline", config.PROFILES["thesis"], 0,
