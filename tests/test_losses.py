@@ -440,3 +440,10 @@ def test_losses_mapping_names_every_class():
         "batch-all": losses.BatchAllTripletLoss,
         "batch-hard": losses.BatchHardTripletLoss,
     }
+
+
+@pytest.mark.parametrize("function", [losses.batch_hard_triplet_loss,
+                                      losses.batch_all_triplet_loss])  # fmt: skip
+def test_online_losses_of_an_empty_batch_are_zero(function):
+    empty = np.zeros((0, 4), dtype=np.float32)
+    assert float(function(np.zeros(0, dtype=np.int32), empty)) == 0.0

@@ -233,10 +233,12 @@ def batch_hard_triplet_loss(labels, embeddings, margin: float = 0.2):
     embeddings = _as_float_tensor(embeddings, "embeddings")
     distances = pairwise_squared_distances(embeddings)
     positive_mask, negative_mask = _label_masks(labels, embeddings)
-    hardest_positive = ops.max(distances * positive_mask, axis=1)
+    hardest_positive = ops.max(distances * positive_mask, axis=1, initial=0.0)
     # Push non-negatives beyond every real distance before taking the minimum.
-    ceiling = ops.max(distances) + 1.0
-    hardest_negative = ops.min(distances + ceiling * (1.0 - negative_mask), axis=1)
+    ceiling = ops.max(distances, initial=0.0) + 1.0  # initial: an empty batch gives 0
+    hardest_negative = ops.min(
+        distances + ceiling * (1.0 - negative_mask), axis=1, initial=float("inf")
+    )
     has_both = ops.cast(
         ops.logical_and(ops.sum(positive_mask, axis=1) > 0, ops.sum(negative_mask, axis=1) > 0),
         "float32",
