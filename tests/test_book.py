@@ -87,3 +87,15 @@ def test_06_and_07_run_first_on_a_fresh_output_folder(tmp_path):
     metrics = RunMetrics.read(tmp_path / "runs" / "resnet50-lossless-offline")
     assert metrics.profile == "ci" and metrics.trained["mAP"] > 0
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["resnet50-lossless-offline"]
+
+
+def test_a_book_is_not_run_over_another_profiles_book(tmp_path):
+    from tripletlib.book import BookError
+
+    (tmp_path / "book_run.json").write_text(json.dumps({"profile": "ci", "overrides": {}, "seed": 0}))
+    with pytest.raises(BookError, match="holds the book of profile 'ci'"):
+        run_book(profile="cpu", out_dir=tmp_path, book_dir=BOOK, progress=False)
+    assert not (tmp_path / "notebooks").exists()  # refused before anything was written
+    (tmp_path / "book_run.json").write_text("{")
+    with pytest.raises(BookError, match="book_run.json is damaged"):
+        run_book(profile="ci", out_dir=tmp_path, book_dir=BOOK, progress=False)

@@ -519,3 +519,10 @@ def test_a_finished_run_of_another_start_is_not_returned(offline_run, tiny_marke
         train_row("mildnet", "triplet", "offline", PROFILE, tiny_market, copy, progress=False)
     runs.check_run_folder(copy, recorded, overwrite=True)
     assert "replacing a run of another config (warm_start differ)" in capsys.readouterr().out
+
+
+def test_a_run_folder_inside_the_dataset_is_refused(tiny_market):
+    inside = tiny_market / "query" / "run"
+    with pytest.raises(ValueError, match="is inside the dataset"):
+        train_row("resnet50", "triplet", "offline", PROFILE, tiny_market, inside, progress=False)
+    assert not inside.exists()

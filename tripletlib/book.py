@@ -18,7 +18,8 @@ NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 
 
 class BookError(RuntimeError):
-    """A notebook failed; the message names the notebook, the cell and the executed copy."""
+    """A book could not run: a notebook failed (the message names it, the cell and the executed
+    copy), or `--out` holds another book."""
 
 
 @dataclass
@@ -83,6 +84,7 @@ def run_book(
     # An unknown name, a bad value or a missing label-free start: no notebook runs.
     check_profile_starts(resolve_profile(profile, **(overrides or {})))
     out_dir = Path(out_dir).resolve()
+    _check_same_book(out_dir, profile, overrides or {}, seed)
     book_dir = Path(book_dir) if book_dir else default_book_dir()
     notebooks = list_notebooks(book_dir, only)
     executed_dir = out_dir / "notebooks"
@@ -142,3 +144,23 @@ def run_book(
     if progress:
         print(f"book finished in {total / 60:.1f} min; tables in {out_dir / 'tables'}")
     return result
+
+
+def _check_same_book(out_dir: Path, profile: str, overrides: dict, seed: int) -> None:
+    """Refuse an `out_dir` that holds the book of another profile, overrides or seed (its
+    book_run.json): running there would replace that book's notebooks, tables and records."""
+    record_path = out_dir / "book_run.json"
+    if not record_path.is_file():
+        return
+    try:
+        record = json.loads(record_path.read_text())
+        earlier = (record["profile"], record.get("overrides") or {}, record["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BookError(
+            f"{record_path} is damaged; remove it (or choose another --out) to run a book there"
+        ) from None
+    if earlier != (profile, overrides, seed):
+        raise BookError(
+            f"{out_dir} holds the book of profile {earlier[0]!r} (overrides {earlier[1]}, seed "
+            f"{earlier[2]}); choose another --out, or remove that folder to replace it"
+        )

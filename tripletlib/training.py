@@ -185,6 +185,11 @@ def train_row(
         raise ValueError(f"keep_checkpoints must be an int >= 1; got {keep_checkpoints!r}")
     data_root = _check_data_root(data_root)
     out_dir = Path(out_dir)
+    if out_dir.resolve().is_relative_to(data_root):
+        raise ValueError(
+            f"run folder {str(out_dir)!r} is inside the dataset {str(data_root)!r}: its files "
+            "would become part of the dataset; choose an --out outside it"
+        )
     row = config.row_name(backbone, loss, mining)
     swaps = {
         "build_embedder": build_embedder,
