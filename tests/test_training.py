@@ -331,7 +331,10 @@ def test_evaluate_command_reproduces_the_run_metrics(online_run, tiny_market, ca
     assert main(["evaluate", "--model", str(online_run.out_dir), "--data", str(tiny_market),
                  "--quiet"]) == 0
     assert "mAP" in capsys.readouterr().out
-    exact = json.loads((online_run.out_dir / "evaluation_exact_market.json").read_text())
+    from tripletlib.runs import evaluation_path
+
+    exact_path = evaluation_path(online_run.out_dir, tiny_market, "exact", "market")
+    exact = json.loads(exact_path.read_text())
     trained = online_run.metrics["trained"]
     assert exact["dataset"] == "synthetic"
     for key in ("rank1", "rank5", "mAP"):
@@ -339,9 +342,17 @@ def test_evaluate_command_reproduces_the_run_metrics(online_run, tiny_market, ca
 
     assert main(["evaluate", "--model", str(online_run.out_dir), "--data", str(tiny_market),
                  "--search", "annoy", "--quiet"]) == 0
-    annoy = json.loads((online_run.out_dir / "evaluation_annoy_market.json").read_text())
+    annoy_path = evaluation_path(online_run.out_dir, tiny_market, "annoy", "market")
+    annoy = json.loads(annoy_path.read_text())
     assert annoy["search"] == "annoy" and 0.0 <= annoy["mAP"] <= 1.0
     assert annoy["num_valid_queries"] == exact["num_valid_queries"]
+    # Another dataset gets its own file: the first one's is kept.
+    other = tiny_market.parent / "copy-of-the-market"
+    shutil.copytree(tiny_market, other)
+    assert main(["evaluate", "--model", str(online_run.out_dir), "--data", str(other),
+                 "--quiet"]) == 0
+    assert evaluation_path(online_run.out_dir, other, "exact", "market").is_file()
+    assert json.loads(exact_path.read_text()) == exact
 
 
 def test_evaluate_command_rejects_a_folder_without_a_run(tmp_path, tiny_market, capsys):

@@ -380,9 +380,17 @@ def evaluate_saved_model(
     return metrics
 
 
+def evaluation_path(run_dir: str | Path, data_root: str | Path, search: str, protocol: str) -> Path:
+    """``run_dir/evaluation_<dataset>-<digest>_<search>_<protocol>.json``: one file per dataset
+    (its folder name and 8 hex digits of its resolved path), search and protocol."""
+    root = Path(data_root).expanduser().resolve()
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:8]
+    return Path(run_dir) / f"evaluation_{root.name}-{digest}_{search}_{protocol}.json"
+
+
 def save_evaluation(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
-    """Write `evaluate_saved_model`'s metrics to ``run_dir/evaluation_<search>_<protocol>.json``."""
-    path = Path(run_dir) / f"evaluation_{metrics['search']}_{metrics['protocol']}.json"
+    """Write `evaluate_saved_model`'s metrics to `evaluation_path` (one file per dataset)."""
+    path = evaluation_path(run_dir, metrics["data_root"], metrics["search"], metrics["protocol"])
     values = {key: value for key, value in metrics.items() if key != "path"}
     return write_json_atomic(path, values, sort_keys=False)
 
