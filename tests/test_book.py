@@ -99,3 +99,10 @@ def test_a_book_is_not_run_over_another_profiles_book(tmp_path):
     (tmp_path / "book_run.json").write_text("{")
     with pytest.raises(BookError, match="book_run.json is damaged"):
         run_book(profile="ci", out_dir=tmp_path, book_dir=BOOK, progress=False)
+
+
+def test_a_second_book_in_the_same_folder_is_refused(tmp_path):
+    from tripletlib.files import FolderBusyError, folder_lock
+
+    with folder_lock(tmp_path, "book"), pytest.raises(FolderBusyError, match="in use by"):
+        run_book(profile="ci", out_dir=tmp_path, book_dir=BOOK, progress=False)

@@ -74,3 +74,15 @@ def test_a_device_is_written_in_place_not_replaced():
         files.write_text_atomic("/dev/full", "x" * 10_000)
     assert error.value.errno == errno.ENOSPC
     assert not os.path.isfile("/dev/full")  # still the device
+
+
+def test_a_folder_lock_admits_one_holder_and_names_it(tmp_path):
+    from tripletlib.files import FolderBusyError, folder_lock
+
+    with folder_lock(tmp_path / "out", "train a row") as lock:
+        assert lock.read_text().startswith(f"{os.getpid()} (train a row)")
+        with pytest.raises(FolderBusyError, match=rf"in use by .*process {os.getpid()} \(train"):
+            with folder_lock(tmp_path / "out", "another"):
+                pass
+    with folder_lock(tmp_path / "out", "the next one"):  # released at the end of the block
+        pass

@@ -537,3 +537,18 @@ def test_a_run_folder_inside_the_dataset_is_refused(tiny_market):
     with pytest.raises(ValueError, match="is inside the dataset"):
         train_row("resnet50", "triplet", "offline", PROFILE, tiny_market, inside, progress=False)
     assert not inside.exists()
+
+
+def test_a_second_command_in_a_run_folder_is_refused_and_names_the_holder(tiny_market, tmp_path,
+                                                                          capsys):  # fmt: skip
+    from tripletlib.cli import main
+    from tripletlib.files import folder_lock
+
+    out = tmp_path / "run"
+    with folder_lock(out, "train"):  # another command training there
+        assert main(["train", "--backbone", "resnet50", "--loss", "triplet", "--mining",
+                     "offline", "--profile", "ci", "--data", str(tiny_market), "--out", str(out),
+                     "--quiet"]) == 2  # fmt: skip
+    error = capsys.readouterr().err
+    assert f"{out} is in use by another tripletlib command (process {os.getpid()}" in error
+    assert not (out / "config.json").exists()

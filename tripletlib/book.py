@@ -77,6 +77,7 @@ def run_book(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from tripletlib import files
     from tripletlib.config import resolve_profile
     from tripletlib.pretraining import check_profile_starts
     from tripletlib.tables import TRAINED_ROWS, load_run_metrics, write_thesis_tables
@@ -84,66 +85,66 @@ def run_book(
     # An unknown name, a bad value or a missing label-free start: no notebook runs.
     check_profile_starts(resolve_profile(profile, **(overrides or {})))
     out_dir = Path(out_dir).resolve()
-    _check_same_book(out_dir, profile, overrides or {}, seed)
-    book_dir = Path(book_dir) if book_dir else default_book_dir()
-    notebooks = list_notebooks(book_dir, only)
-    executed_dir = out_dir / "notebooks"
-    executed_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {
-        "PROFILE": {"name": profile, "overrides": overrides} if overrides else profile,
-        "DATA_ROOT": str(Path(data_root).resolve()) if data_root else None,
-        "OUTPUT_DIR": str(out_dir),
-        "SEED": seed,
-    }
-    result = BookResult(out_dir=out_dir)
-    started = time.perf_counter()
-    for number, notebook in enumerate(notebooks, start=1):
-        target = executed_dir / notebook.name
-        if progress:
-            print(f"[{number}/{len(notebooks)}] {notebook.name} ...", flush=True)
-        notebook_start = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(target),
-                parameters=parameters,
-                kernel_name="python3",
-                progress_bar=False,
-                cwd=str(book_dir),
-                execution_timeout=cell_timeout,
-                # The kernel's own log lines (ipykernel's "running over TCP without encryption"
-                # warning, once per notebook); a failing cell or a dead kernel still raises.
-                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-            )
-        except PapermillExecutionError as error:
-            raise BookError(
-                f"{notebook.name} failed in cell {error.exec_count} "
-                f"({error.ename}: {error.evalue}); the executed copy is {target}"
-            ) from error
-        elapsed = time.perf_counter() - notebook_start
-        result.notebooks.append(target)
-        result.seconds[notebook.name] = round(elapsed, 1)
-        if progress:
-            print(f"    done in {elapsed:.0f} s", flush=True)
+    with files.folder_lock(out_dir, f"book --profile {profile}"):  # one command at a time
+        _check_same_book(out_dir, profile, overrides or {}, seed)
+        book_dir = Path(book_dir) if book_dir else default_book_dir()
+        notebooks = list_notebooks(book_dir, only)
+        executed_dir = out_dir / "notebooks"
+        executed_dir.mkdir(parents=True, exist_ok=True)
+        parameters = {
+            "PROFILE": {"name": profile, "overrides": overrides} if overrides else profile,
+            "DATA_ROOT": str(Path(data_root).resolve()) if data_root else None,
+            "OUTPUT_DIR": str(out_dir),
+            "SEED": seed,
+        }
+        result = BookResult(out_dir=out_dir)
+        started = time.perf_counter()
+        for number, notebook in enumerate(notebooks, start=1):
+            target = executed_dir / notebook.name
+            if progress:
+                print(f"[{number}/{len(notebooks)}] {notebook.name} ...", flush=True)
+            notebook_start = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(target),
+                    parameters=parameters,
+                    kernel_name="python3",
+                    progress_bar=False,
+                    cwd=str(book_dir),
+                    execution_timeout=cell_timeout,
+                    # The kernel's own log lines (ipykernel's "running over TCP without encryption"
+                    # warning, once per notebook); a failing cell or a dead kernel still raises.
+                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                )
+            except PapermillExecutionError as error:
+                raise BookError(
+                    f"{notebook.name} failed in cell {error.exec_count} "
+                    f"({error.ename}: {error.evalue}); the executed copy is {target}"
+                ) from error
+            elapsed = time.perf_counter() - notebook_start
+            result.notebooks.append(target)
+            result.seconds[notebook.name] = round(elapsed, 1)
+            if progress:
+                print(f"    done in {elapsed:.0f} s", flush=True)
 
-    # The tables' rows only: the book also trains rows the thesis has no table line for
-    # (notebook 05's batch-hard row).
-    runs = [run for run in load_run_metrics(sorted((out_dir / "runs").glob("*/metrics.json")))
-            if run["row"] in TRAINED_ROWS]  # fmt: skip
-    baseline_path = out_dir / "baseline.json"  # written by the notebooks (Workspace)
-    baseline = json.loads(baseline_path.read_text()) if baseline_path.is_file() else None
-    result.tables = write_thesis_tables(runs, out_dir / "tables", baseline=baseline)
-    total = time.perf_counter() - started
-    (out_dir / "book_run.json").write_text(
-        json.dumps(
+        # The tables' rows only: the book also trains rows the thesis has no table line for
+        # (notebook 05's batch-hard row).
+        runs = [run for run in load_run_metrics(sorted((out_dir / "runs").glob("*/metrics.json")))
+                if run["row"] in TRAINED_ROWS]  # fmt: skip
+        baseline_path = out_dir / "baseline.json"  # written by the notebooks (Workspace)
+        baseline = json.loads(baseline_path.read_text()) if baseline_path.is_file() else None
+        result.tables = write_thesis_tables(runs, out_dir / "tables", baseline=baseline)
+        total = time.perf_counter() - started
+        files.write_json_atomic(
+            out_dir / "book_run.json",
             {"profile": profile, "overrides": overrides or {}, "seed": seed,
              "seconds": result.seconds, "total_seconds": total},  # fmt: skip
-            indent=2,
+            sort_keys=False,
         )
-    )
-    if progress:
-        print(f"book finished in {total / 60:.1f} min; tables in {out_dir / 'tables'}")
-    return result
+        if progress:
+            print(f"book finished in {total / 60:.1f} min; tables in {out_dir / 'tables'}")
+        return result
 
 
 def _check_same_book(out_dir: Path, profile: str, overrides: dict, seed: int) -> None:

@@ -108,3 +108,50 @@ def save_npz_atomic(path: str | os.PathLike, **arrays: Any) -> Path:
 def leftover_temporary_files(folder: str | os.PathLike) -> list[Path]:
     """Temporary files that a killed writer left in `folder` (and below), sorted."""
     return sorted(Path(folder).rglob(f"{TEMPORARY_PREFIX}*"))
+
+
+# --- one command at a time per output folder ----------------------------------------------------
+LOCK_FILE = ".tripletlib.lock"
+
+
+class FolderBusyError(ValueError):
+    """Another command holds the folder's lock (`folder_lock`)."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder/.tripletlib.lock`` for the block (`fcntl.flock`), so
+    that two commands never write one output folder at once. The operating system releases it
+    when the holder exits, crashed or killed, so no stale lock outlives a process. A second
+    command gets `FolderBusyError` naming the folder and the holder's process id. The lock file
+    is removed at the end of the block (a killed holder leaves it, unlocked and harmless); where
+    `fcntl` is missing (Windows) nothing is locked.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield path
+        return
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the block
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise FolderBusyError(
+                f"{folder} is in use by another tripletlib command (process {holder}); wait for "
+                "it to finish or stop it, or choose another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} ({command})\n")
+        handle.flush()
+        yield path
+        with contextlib.suppress(OSError):
+            path.unlink()  # released below; a folder it was the only file of stays empty
+    finally:
+        handle.close()  # closing the file releases the lock

@@ -67,8 +67,8 @@ def check_run_folder(out_dir: Path, run_config: dict[str, Any], overwrite: bool)
     file, a non-empty folder that is not a run, a run of another config (unless `overwrite`)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file; expected a run folder (new, empty, or a run)")
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return
+    if not out_dir.is_dir() or not any(p.name != files.LOCK_FILE for p in out_dir.iterdir()):
+        return  # new, or empty but for the lock of the command checking it (files.folder_lock)
     existing = read_json(out_dir / "config.json")
     if existing is None:
         raise ValueError(

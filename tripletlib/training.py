@@ -201,10 +201,16 @@ def train_row(
     run_config = run_config_of(backbone, loss, mining, profile, seed, data_root, swapped)
     epochs = total_epochs(profile)
     runs.check_run_folder(out_dir, run_config, overwrite)
-    same_config = read_json(out_dir / "config.json") == run_config
-    if same_config and not swapped and (out_dir / "metrics.json").is_file():
-        return RunResult(row, out_dir, read_json(out_dir / "metrics.json"), True, epochs, epochs)
 
+    def finished() -> RunResult | None:
+        """The finished run of this config in out_dir, returned as it is (read only)."""
+        if swapped or read_json(out_dir / "config.json") != run_config:
+            return None
+        metrics = read_json(out_dir / "metrics.json")
+        return None if metrics is None else RunResult(row, out_dir, metrics, True, epochs, epochs)
+
+    if (found := finished()) is not None:  # many readers at once (two notebooks) need no lock
+        return found
     keras.utils.set_random_seed(seed)
     cache = Path(cache_dir) if cache_dir is not None else out_dir.resolve().parent / ".cache"
     splits = data.load_splits(
@@ -219,74 +225,79 @@ def train_row(
     is_held_out = np.isin(splits["train"].person_ids, held_out)
     train = splits["train"].subset(np.flatnonzero(~is_held_out))
     validation = splits["train"].subset(np.flatnonzero(is_held_out)) if len(held_out) else None
-    runs.prepare_run_folder(out_dir, run_config, resume)  # the inputs are fine: now touch it
-    embedder_builder = build_embedder or models.build_embedder
-    trainer = Trainer(
-        backbone, loss, mining, profile, seed, out_dir, train, validation, progress,
-        build_embedder=embedder_builder, loss_function=loss_function,
-        augmentation=augmentation, build_triplet_model=build_triplet_model,
-    )  # fmt: skip
-    trainer.keep_checkpoints = keep_checkpoints
+    # The inputs are fine: now touch out_dir, one command at a time (files.folder_lock).
+    with files.folder_lock(out_dir, f"train {row}"):
+        if (found := finished()) is not None:  # finished while this one read the data
+            return found
+        runs.check_run_folder(out_dir, run_config, overwrite)  # again: another may have written
+        runs.prepare_run_folder(out_dir, run_config, resume)
+        embedder_builder = build_embedder or models.build_embedder
+        trainer = Trainer(
+            backbone, loss, mining, profile, seed, out_dir, train, validation, progress,
+            build_embedder=embedder_builder, loss_function=loss_function,
+            augmentation=augmentation, build_triplet_model=build_triplet_model,
+        )  # fmt: skip
+        trainer.keep_checkpoints = keep_checkpoints
 
-    untrained_path = trainer.checkpoint_dir / "untrained.json"
-    pretrained_path = trainer.checkpoint_dir / "pretrained.json"
-    evaluations = cache / "evaluations"  # the rows of one backbone start from the same weights
-    if not (resume and trainer.restore()):
-        untrained = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
-        write_json(untrained_path, untrained)
-        if profile.warm_start is not None:
-            # ImageNet's stand-in (Section 3.3.1), backbone and head: every row of a backbone
-            # starts from the same embedding (pretraining.load_start).
-            start = pretraining.profile_start_path(profile, backbone)
-            pretraining.load_start(trainer.embedder, backbone, start)
-            keras.utils.set_random_seed(seed)
-            evaluation_after = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
-            record = pretraining.start_record(backbone, start)
-            write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
-    last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
-    trainer.run(until_epoch=last_epoch)
-    if trainer.epochs_completed < epochs:
-        return RunResult(
-            row, out_dir, None, False, trainer.epochs_completed, epochs, trainer.phase_seconds
-        )
-
-    test = {name: splits[name].images for name in ("query", "gallery")}
-    with trainer.clock("evaluations"):
-        embeddings = {
-            name: models.embed_images(trainer.embedder, values, profile.embed_batch_size)
-            for name, values in test.items()
-        }
-        trained = runs.evaluation_record(
-            evaluation.evaluate_embeddings(
-                embeddings["query"], embeddings["gallery"], splits["query"], splits["gallery"]
+        untrained_path = trainer.checkpoint_dir / "untrained.json"
+        pretrained_path = trainer.checkpoint_dir / "pretrained.json"
+        evaluations = cache / "evaluations"  # the rows of one backbone start from the same weights
+        if not (resume and trainer.restore()):
+            untrained = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
+            write_json(untrained_path, untrained)
+            if profile.warm_start is not None:
+                # ImageNet's stand-in (Section 3.3.1), backbone and head: every row of a backbone
+                # starts from the same embedding (pretraining.load_start).
+                start = pretraining.profile_start_path(profile, backbone)
+                pretraining.load_start(trainer.embedder, backbone, start)
+                keras.utils.set_random_seed(seed)
+                evaluation_after = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
+                record = pretraining.start_record(backbone, start)
+                write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
+        last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
+        trainer.run(until_epoch=last_epoch)
+        if trainer.epochs_completed < epochs:
+            return RunResult(
+                row, out_dir, None, False, trainer.epochs_completed, epochs, trainer.phase_seconds
             )
+
+        test = {name: splits[name].images for name in ("query", "gallery")}
+        with trainer.clock("evaluations"):
+            embeddings = {
+                name: models.embed_images(trainer.embedder, values, profile.embed_batch_size)
+                for name, values in test.items()
+            }
+            trained = runs.evaluation_record(
+                evaluation.evaluate_embeddings(
+                    embeddings["query"], embeddings["gallery"], splits["query"], splits["gallery"]
+                )
+            )
+        with files.atomic_path(out_dir / runs.WEIGHTS_FILE) as temporary:
+            trainer.embedder.save_weights(temporary)
+        runs.store_embeddings(out_dir, test, embeddings)  # what the notebooks ask for next
+        pretrained = read_json(pretrained_path) or {}
+        metrics = runs.RunMetrics(
+            row=row,
+            backbone=backbone,
+            loss=loss,
+            mining=mining,
+            profile=profile.name,
+            dataset=config.dataset_kind(data_root),
+            data_root=str(data_root),
+            protocol="market",
+            seed=seed,
+            trained=trained,
+            untrained=read_json(untrained_path),
+            pretrained=pretrained.get("evaluation"),
+            pretraining=pretrained.get("pretraining"),
+            train_seconds=round(trainer.train_seconds, 3),
+            images_per_second=round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 3),
+            setup=trainer.setup,
         )
-    with files.atomic_path(out_dir / runs.WEIGHTS_FILE) as temporary:
-        trainer.embedder.save_weights(temporary)
-    runs.store_embeddings(out_dir, test, embeddings)  # what the notebooks ask for next
-    pretrained = read_json(pretrained_path) or {}
-    metrics = runs.RunMetrics(
-        row=row,
-        backbone=backbone,
-        loss=loss,
-        mining=mining,
-        profile=profile.name,
-        dataset=config.dataset_kind(data_root),
-        data_root=str(data_root),
-        protocol="market",
-        seed=seed,
-        trained=trained,
-        untrained=read_json(untrained_path),
-        pretrained=pretrained.get("evaluation"),
-        pretraining=pretrained.get("pretraining"),
-        train_seconds=round(trainer.train_seconds, 3),
-        images_per_second=round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 3),
-        setup=trainer.setup,
-    )
-    metrics.write(out_dir)
-    return RunResult(
-        row, out_dir, metrics.to_dict(), False, epochs, epochs, trainer.phase_seconds
-    )
+        metrics.write(out_dir)
+        return RunResult(
+            row, out_dir, metrics.to_dict(), False, epochs, epochs, trainer.phase_seconds
+        )
 
 
 class Trainer:
