@@ -10,7 +10,7 @@ step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 step "ruff"
 $BIN/ruff check tripletlib tests benchmarks data_scripts
 
-# The book first: the longest step (the batch 23 minutes and nbval 2 in the fresh-clone CI run of
+# The book first: the longest step (the batch 15.6 minutes and nbval 1 in a fresh-clone CI run of
 # 2026-12-03: five rows of 400 steps from the label-free start; docs/benchmarks.md, "The book on
 # the ci profile").
 step "slow test: the ci-profile book batch (every row trained, tables, figures)"
