@@ -141,6 +141,21 @@ def prepare_data(args) -> dict:
             "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
 
+def run_logged(command: list[str], limit: int, log_path: Path) -> tuple[int | str, float]:
+    """Run `command` in the child environment under `limit` seconds, keep the end of its output
+    in `log_path`; return its exit status ("timeout" when killed at the limit) and seconds."""
+    started = time.perf_counter()
+    try:
+        completed = subprocess.run(command, env=child_environment(), capture_output=True,
+                                   text=True, timeout=limit, check=False)  # fmt: skip
+        status, log = completed.returncode, completed.stdout + completed.stderr
+    except subprocess.TimeoutExpired as error:
+        status = "timeout"
+        log = (error.stdout or b"").decode() + (error.stderr or b"").decode()
+    write(log_path, log[-200_000:])
+    return status, round(time.perf_counter() - started, 1)
+
+
 def train_starts(args) -> dict:
     """`scripts/make_starts.py` at the gpu profile's size (--tiny: the tiny book's) on the device;
     keeps its log and the starts' JSON records (the weights stay in --work)."""
@@ -152,16 +167,7 @@ def train_starts(args) -> dict:
                "--workers", str(os.cpu_count() or 1)]  # fmt: skip
     if args.tiny:
         command += ["--pool-ids", "6"]
-    started = time.perf_counter()
-    try:
-        completed = subprocess.run(command, env=child_environment(), capture_output=True,
-                                   text=True, timeout=args.start_limit, check=False)  # fmt: skip
-        status, log = completed.returncode, completed.stdout + completed.stderr
-    except subprocess.TimeoutExpired as error:
-        status = "timeout"
-        log = (error.stdout or b"").decode() + (error.stderr or b"").decode()
-    seconds = round(time.perf_counter() - started, 1)
-    write(args.out / "starts.log", log[-200_000:])
+    status, seconds = run_logged(command, args.start_limit, args.out / "starts.log")
     records = {}
     for record in sorted(folder.glob("*.json")):
         shutil.copyfile(record, args.out / f"start_{record.name}")
@@ -181,16 +187,7 @@ def run_book(args) -> dict:
                "--set", f"warm_start={(args.work / 'starts').resolve()}"]  # fmt: skip
     if args.tiny:
         command += ["--only", "00"] + [item for s in TINY_SETTINGS for item in ("--set", s)]
-    started = time.perf_counter()
-    try:
-        completed = subprocess.run(command, env=child_environment(), capture_output=True,
-                                   text=True, timeout=args.book_limit, check=False)  # fmt: skip
-        status, log = completed.returncode, completed.stdout + completed.stderr
-    except subprocess.TimeoutExpired as error:
-        status = "timeout"
-        log = (error.stdout or b"").decode() + (error.stderr or b"").decode()
-    seconds = round(time.perf_counter() - started, 1)
-    write(args.out / "book.log", log[-200_000:])
+    status, seconds = run_logged(command, args.book_limit, args.out / "book.log")
     kept = args.out / "book"
     for pattern in ("book_run.json", "tables/*", "records/*.json", "runs/*/metrics.json",
                     "runs/*/history.csv", "runs/*/mining.json"):  # fmt: skip
@@ -211,13 +208,7 @@ def run_row(args) -> dict:
                "--work", str(args.work), "--row-epochs", str(args.row_epochs)]  # fmt: skip
     if args.tiny:
         command.append("--tiny")
-    try:
-        completed = subprocess.run(command, env=child_environment(), capture_output=True,
-                                   text=True, timeout=args.row_limit, check=False)  # fmt: skip
-        log = completed.stdout + completed.stderr
-    except subprocess.TimeoutExpired as error:
-        log = (error.stdout or b"").decode() + (error.stderr or b"").decode()
-    write(args.out / "row.log", log[-200_000:])
+    run_logged(command, args.row_limit, args.out / "row.log")
     path = args.out / "row.json"
     result = json.loads(path.read_text()) if path.is_file() else {"finished": False}
     print(result.get("projection", "row: did not finish within --row-limit"), flush=True)

@@ -336,3 +336,10 @@ def test_write_thesis_tables_prints_the_baseline_row(tmp_path):
 def test_a_bad_baseline_raises_a_value_error_naming_it(baseline, message):
     with pytest.raises(ValueError, match=message):
         tables.build_thesis_tables([], baseline=baseline)
+
+
+def test_table_runs_keeps_the_rows_the_tables_have_a_line_for():
+    from tripletlib.tables import TRAINED_ROWS, table_runs
+
+    runs = [{"row": "resnet50-batch-hard-online"}, {"row": TRAINED_ROWS[0]}]
+    assert table_runs(runs) == [{"row": TRAINED_ROWS[0]}]

@@ -80,7 +80,7 @@ def run_book(
     from tripletlib import files
     from tripletlib.config import resolve_profile
     from tripletlib.pretraining import check_profile_starts
-    from tripletlib.tables import TRAINED_ROWS, load_run_metrics, write_thesis_tables
+    from tripletlib.tables import load_run_metrics, table_runs, write_thesis_tables
 
     # An unknown name, a bad value or a missing label-free start: no notebook runs.
     check_profile_starts(resolve_profile(profile, **(overrides or {})))
@@ -128,10 +128,7 @@ def run_book(
             if progress:
                 print(f"    done in {elapsed:.0f} s", flush=True)
 
-        # The tables' rows only: the book also trains rows the thesis has no table line for
-        # (notebook 05's batch-hard row).
-        runs = [run for run in load_run_metrics(sorted((out_dir / "runs").glob("*/metrics.json")))
-                if run["row"] in TRAINED_ROWS]  # fmt: skip
+        runs = table_runs(load_run_metrics(sorted((out_dir / "runs").glob("*/metrics.json"))))
         baseline_path = out_dir / "baseline.json"  # written by the notebooks (Workspace)
         baseline = json.loads(baseline_path.read_text()) if baseline_path.is_file() else None
         result.tables = write_thesis_tables(runs, out_dir / "tables", baseline=baseline)

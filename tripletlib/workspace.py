@@ -220,7 +220,7 @@ class Workspace:
         without a table line, as notebook 05's batch-hard row, are left out)."""
         from tripletlib import tables
 
-        runs = [run for run in self.trained_runs() if run["row"] in tables.TRAINED_ROWS]
+        runs = tables.table_runs(self.trained_runs())
         return tables.build_thesis_tables(runs, baseline=self.baseline_metrics())
 
     def occlusion_figure(self, row: str, queries: list[int] | np.ndarray):
