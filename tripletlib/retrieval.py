@@ -60,21 +60,25 @@ def exact_search(
         chunk = queries[start : start + chunk_size]
         block = np.empty((chunk.shape[0], gallery.shape[0]), dtype=np.float32)
         _squared_block(chunk, gallery, np.einsum("ij,ij->i", chunk, chunk), gallery_norms, block)
-        if k < gallery.shape[0]:
-            candidates = np.argpartition(block, k - 1, axis=1)[:, :k]
-            # argpartition picks among images tied at the k-th distance; keep the lowest indices.
-            kth = np.take_along_axis(block, candidates, axis=1).max(axis=1)
-            for row in np.flatnonzero((block <= kth[:, None]).sum(axis=1) > k):
-                candidates[row] = np.argsort(block[row], kind="stable")[:k]
-        else:
-            candidates = np.broadcast_to(np.arange(k), block.shape).copy()
-        candidate_distances = np.take_along_axis(block, candidates, axis=1)
-        order = np.lexsort((candidates, candidate_distances), axis=1)
-        indices[start : start + chunk.shape[0]] = np.take_along_axis(candidates, order, axis=1)
-        distances[start : start + chunk.shape[0]] = np.take_along_axis(
-            candidate_distances, order, axis=1
-        )
+        rows = slice(start, start + chunk.shape[0])
+        indices[rows], distances[rows] = smallest_per_row(block, k)
     return indices, distances
+
+
+def smallest_per_row(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` smallest entries of each row of a 2-D array: (columns (rows, k) int64, values),
+    ascending, equal values ordered by column."""
+    if k < block.shape[1]:
+        candidates = np.argpartition(block, k - 1, axis=1)[:, :k]
+        # argpartition picks among columns tied at the k-th value; keep the lowest columns.
+        kth = np.take_along_axis(block, candidates, axis=1).max(axis=1)
+        for row in np.flatnonzero((block <= kth[:, None]).sum(axis=1) > k):
+            candidates[row] = np.argsort(block[row], kind="stable")[:k]
+    else:
+        candidates = np.broadcast_to(np.arange(k), block.shape).copy()
+    values = np.take_along_axis(block, candidates, axis=1)
+    order = np.lexsort((candidates, values), axis=1)
+    return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
 def build_annoy_index(
