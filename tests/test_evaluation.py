@@ -306,3 +306,32 @@ def test_evaluate_embeddings_is_evaluate_on_squared_distances():
     assert result.mAP == expected.mAP and np.array_equal(result.cmc, expected.cmc)
     with pytest.raises(ValueError, match="search"):
         evaluate_embeddings(query_embeddings, gallery_embeddings, query, gallery, search="fast")
+
+
+def test_evaluate_embeddings_re_rank_is_evaluate_on_k_reciprocal_distances():
+    from types import SimpleNamespace
+
+    from tripletlib.evaluation import evaluate_embeddings
+    from tripletlib.reranking import k_reciprocal_distances
+    from tripletlib.retrieval import squared_distances
+
+    rng = np.random.default_rng(1)
+    query_embeddings, gallery_embeddings = rng.normal(size=(8, 4)), rng.normal(size=(24, 4))
+    query = SimpleNamespace(person_ids=np.arange(8) % 4 + 1, camera_ids=np.full(8, 1))
+    gallery = SimpleNamespace(person_ids=np.arange(24) % 4 + 1, camera_ids=np.full(24, 2))
+    result = evaluate_embeddings(query_embeddings, gallery_embeddings, query, gallery, re_rank=True)
+    distances = k_reciprocal_distances(
+        squared_distances(query_embeddings, gallery_embeddings),
+        squared_distances(query_embeddings, query_embeddings),
+        squared_distances(gallery_embeddings, gallery_embeddings),
+    )
+    expected = evaluate(
+        distances, query.person_ids, gallery.person_ids, query.camera_ids, gallery.camera_ids
+    )
+    plain = evaluate_embeddings(query_embeddings, gallery_embeddings, query, gallery)
+    assert result.mAP == expected.mAP and np.array_equal(result.cmc, expected.cmc)
+    assert result.mAP != plain.mAP
+    with pytest.raises(ValueError, match="re_rank needs search='exact'.*got search='annoy'"):
+        evaluate_embeddings(
+            query_embeddings, gallery_embeddings, query, gallery, search="annoy", re_rank=True
+        )

@@ -9,7 +9,8 @@ Ranked lists break distance ties by gallery column (a stable sort), and sums ove
 taken in rank order, so `evaluate` and the reference loop `evaluate_naive_loop` agree bit for bit.
 
 `evaluate_embeddings` is the one evaluation path of the package (training, `tripletlib evaluate`,
-the notebooks): query and gallery embeddings -> distances (exact or Annoy) -> `evaluate`.
+the notebooks): query and gallery embeddings -> distances (exact or Annoy, optionally k-reciprocal
+re-ranked, `tripletlib.reranking`) -> `evaluate`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tripletlib import retrieval
+from tripletlib import reranking, retrieval
 
 PROTOCOLS = ("market", "naive")
 AP_MODES = ("noninterpolated", "trapezoid")
@@ -157,17 +158,42 @@ def evaluate_embeddings(
     ap: str = "noninterpolated",
     search: str = "exact",
     annoy_neighbours: int = 100,
+    re_rank: bool = False,
 ) -> EvaluationResult:
     """Rank-k / CMC / mAP of embeddings of a query and a gallery `data.Split` (or anything with
     `person_ids` and `camera_ids`): squared distances from `retrieval.distance_matrix` (exact
-    search, or Annoy's `annoy_neighbours` nearest, Section 3.3.2), then `evaluate`."""
-    distances = retrieval.distance_matrix(
-        query_embeddings, gallery_embeddings, search, annoy_neighbours
-    )
+    search, or Annoy's `annoy_neighbours` nearest, Section 3.3.2), then `evaluate`.
+
+    ``re_rank=True`` ranks by `re_ranked_distances` instead (k-reciprocal re-ranking with the
+    paper's k1=20, k2=6, lambda=0.3): exact search only."""
+    if re_rank:
+        if search != "exact":
+            raise ValueError(
+                f"re_rank needs search='exact' (it re-ranks every gallery image from the full "
+                f"query, gallery and query-gallery distances), got search={search!r}"
+            )
+        distances = re_ranked_distances(query_embeddings, gallery_embeddings)
+    else:
+        distances = retrieval.distance_matrix(
+            query_embeddings, gallery_embeddings, search, annoy_neighbours
+        )
     return evaluate(
         distances, query.person_ids, gallery.person_ids, query.camera_ids, gallery.camera_ids,
         protocol=protocol, ap=ap,
     )  # fmt: skip
+
+
+def re_ranked_distances(
+    query_embeddings: Any, gallery_embeddings: Any, **options: Any
+) -> np.ndarray:
+    """(Q, G) k-reciprocal re-ranked distances (`reranking.k_reciprocal_distances`, `options`
+    its k1, k2, lambda_value) from the exact squared distances of the embeddings."""
+    return reranking.k_reciprocal_distances(
+        retrieval.squared_distances(query_embeddings, gallery_embeddings),
+        retrieval.squared_distances(query_embeddings, query_embeddings),
+        retrieval.squared_distances(gallery_embeddings, gallery_embeddings),
+        **options,
+    )
 
 
 def _evaluate_chunk(
