@@ -153,3 +153,16 @@ def test_train_help_lists_profiles_and_which_loss_goes_with_which_mining(capsys)
     offline = next(line for line in lines if line.strip().startswith("offline "))
     online = next(line for line in lines if line.strip().startswith("online "))
     assert "triplet | lossless" in offline and "batch-all | batch-hard" in online
+
+
+def test_re_rank_with_annoy_is_one_clear_line(capsys, tmp_path):
+    from tripletlib.cli import main
+
+    code = main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path), "--re-rank",
+                 "--search", "annoy"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "tripletlib evaluate: error: --re-rank needs --search exact (it re-ranks the whole "
+        "gallery), got --search annoy"
+    ]

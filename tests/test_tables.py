@@ -343,3 +343,50 @@ def test_table_runs_keeps_the_rows_the_tables_have_a_line_for():
 
     runs = [{"row": "resnet50-batch-hard-online"}, {"row": TRAINED_ROWS[0]}]
     assert table_runs(runs) == [{"row": TRAINED_ROWS[0]}]
+
+
+def test_re_ranked_metrics_add_a_line_to_table_4_4_only():
+    runs = [make_run("resnet50-lossless-offline", 0.412, 0.7, 0.3, profile="cpu")]
+    re_ranked = {"resnet50-lossless-offline": {"rank1": 0.45, "rank5": 0.72, "mAP": 0.401}}
+    built = tables.build_thesis_tables(runs, baseline=make_baseline(), re_ranked=re_ranked)
+    table = built["4.4"]
+    name = "This run (resnet50-lossless-offline) + re-ranking"
+    line = row_of(table, "Method", name)
+    assert (line["Rank-1 (%)"], line["mAP (%)"], line["source"]) == (45.0, 40.1, "this run")
+    assert (line["dataset"], line["profile"], line["protocol"]) == ("synthetic", "cpu", "market")
+    assert pd.isna(line["mAP start (%)"])
+    # right after the row's own line, before the baseline's
+    methods = list(table["Method"])
+    assert methods.index(name) == methods.index("This run (resnet50-lossless-offline)") + 1
+    plain = tables.build_thesis_tables(runs, baseline=make_baseline())
+    assert len(table) == len(plain["4.4"]) + 1
+    for number in ("4.1", "4.2", "4.3"):
+        pd.testing.assert_frame_equal(built[number], plain[number])
+
+
+def test_write_thesis_tables_prints_the_re_ranking_line_and_its_note(tmp_path):
+    runs = [make_run("resnet50-lossless-offline", 0.412, 0.7, 0.3)]
+    re_ranked = {"resnet50-lossless-offline": {"rank1": 0.45, "rank5": 0.72, "mAP": 0.401}}
+    markdown = tables.write_thesis_tables(runs, tmp_path, re_ranked=re_ranked)["table_4_4.md"]
+    text = markdown.read_text()
+    assert "| This run (resnet50-lossless-offline) + re-ranking | - | 45.0 | 40.1 | - |" in text
+    assert "k-reciprocal re-ranking (Zhong et al., CVPR 2017" in text
+    plain = tables.write_thesis_tables(runs, tmp_path / "plain")["table_4_4.md"].read_text()
+    assert "re-ranking" not in plain
+
+
+@pytest.mark.parametrize(
+    ("re_ranked", "message"),
+    [
+        ([0.5], "re_ranked: expected a dict row -> metrics, got list"),
+        ({"mildnet-triplet-offline": {"rank1": 0.5, "rank5": 0.6, "mAP": 0.4}},
+         r"re_ranked\['mildnet-triplet-offline'\]: no run of that row was given"),
+        ({"resnet50-lossless-offline": {"rank1": 45.0, "rank5": 0.6, "mAP": 0.4}},
+         r"re_ranked\['resnet50-lossless-offline'\]\['rank1'\] must be a fraction"),
+        ({"resnet50-lossless-offline": {"rank1": 0.5, "rank5": 0.6}}, r"\['mAP'\] must be"),
+    ],
+)  # fmt: skip
+def test_bad_re_ranked_metrics_raise_a_value_error_naming_them(re_ranked, message):
+    runs = [make_run("resnet50-lossless-offline", 0.412, 0.7, 0.3)]
+    with pytest.raises(ValueError, match=message):
+        tables.build_thesis_tables(runs, re_ranked=re_ranked)

@@ -355,6 +355,41 @@ def test_evaluate_command_reproduces_the_run_metrics(online_run, tiny_market, ca
     assert json.loads(exact_path.read_text()) == exact
 
 
+def test_evaluate_re_rank_adds_re_ranked_metrics_beside_the_plain_ones(
+    online_run, tiny_market, tmp_path, capsys
+):
+    """`--re-rank` keeps one file per dataset: the plain metrics at the top, the re-ranked ones
+    under "re_ranked"; a later plain evaluation keeps them."""
+    from tripletlib import evaluation
+    from tripletlib.cli import main
+    from tripletlib.runs import evaluation_path, stored_re_ranked
+
+    model = tmp_path / "model"
+    shutil.copytree(online_run.out_dir, model)
+    assert main(["evaluate", "--model", str(model), "--data", str(tiny_market), "--re-rank",
+                 "--quiet"]) == 0  # fmt: skip
+    assert "+ re-ranking (k-reciprocal, k1=20, k2=6, lambda=0.3): rank1" in capsys.readouterr().out
+    path = evaluation_path(model, tiny_market, "exact", "market")
+    stored = json.loads(path.read_text())
+    for key in ("rank1", "rank5", "mAP"):
+        assert stored[key] == pytest.approx(online_run.metrics["trained"][key], abs=1e-6)
+    re_ranked = stored["re_ranked"]
+    assert {"k1": 20, "k2": 6, "lambda_value": 0.3}.items() <= re_ranked.items()
+    splits = load_splits(tiny_market, tmp_path / "cache")
+    query, gallery = splits["query"], splits["gallery"]
+    embedder = runs.load_embedder(model)
+    expected = evaluation.evaluate_embeddings(
+        models.embed_images(embedder, query.images), models.embed_images(embedder, gallery.images),
+        query, gallery, re_rank=True,
+    )  # fmt: skip
+    assert re_ranked["mAP"] == pytest.approx(expected.mAP, abs=1e-6)
+    assert re_ranked["num_valid_queries"] == stored["num_valid_queries"]
+    assert main(["evaluate", "--model", str(model), "--data", str(tiny_market), "--quiet"]) == 0
+    assert json.loads(path.read_text())["re_ranked"] == re_ranked
+    assert stored_re_ranked(model, tiny_market) == re_ranked
+    assert stored_re_ranked(model, tmp_path) is None
+
+
 def test_evaluate_command_rejects_a_folder_without_a_run(tmp_path, tiny_market, capsys):
     from tripletlib.cli import main
 

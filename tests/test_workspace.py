@@ -66,3 +66,29 @@ def test_a_row_of_an_older_recipe_is_trained_again_but_another_setup_is_left_alo
         assert not workspace._older_recipe(row, data_root), change
     (run / "config.json").write_text("not json")
     assert not workspace._older_recipe(row, data_root)
+
+
+def test_stored_re_ranked_metrics_reach_table_4_4(tmp_path):
+    """What `tripletlib evaluate --re-rank` (or `Workspace.re_ranked`) stored in a run folder is
+    the "+ re-ranking" line of Table 4.4 (`Workspace.thesis_tables`, the book's tables)."""
+    from tripletlib import runs, tables
+
+    row, data_root = "resnet50-lossless-offline", tmp_path / "data"
+    data_root.mkdir()
+    run_dir = tmp_path / "runs" / row
+    run_dir.mkdir(parents=True)
+    trained = {"rank1": 0.4, "rank5": 0.6, "mAP": 0.3}
+    metrics = {"row": row, "backbone": "resnet50", "loss": "lossless", "mining": "offline",
+               "profile": "ci", "dataset": "synthetic", "data_root": str(data_root),
+               "protocol": "market", "seed": 0, "trained": trained}  # fmt: skip
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    loaded = tables.load_run_metrics(run_dir)
+    assert runs.re_ranked_by_row(loaded) == {}
+    re_ranked = {"rank1": 0.5, "rank5": 0.7, "mAP": 0.42, "k1": 20, "k2": 6, "lambda_value": 0.3}
+    runs.save_evaluation(run_dir, {**trained, "search": "exact", "protocol": "market",
+                                   "data_root": str(data_root), "re_ranked": re_ranked})  # fmt: skip
+    found = runs.re_ranked_by_row(loaded)
+    assert found == {row: re_ranked}
+    table = tables.build_thesis_tables(loaded, re_ranked=found)["4.4"]
+    line = table[table["Method"] == f"This run ({row}) + re-ranking"].iloc[0]
+    assert (line["Rank-1 (%)"], line["mAP (%)"]) == (50.0, 42.0)

@@ -131,7 +131,11 @@ def run_book(
         runs = table_runs(load_run_metrics(sorted((out_dir / "runs").glob("*/metrics.json"))))
         baseline_path = out_dir / "baseline.json"  # written by the notebooks (Workspace)
         baseline = json.loads(baseline_path.read_text()) if baseline_path.is_file() else None
-        result.tables = write_thesis_tables(runs, out_dir / "tables", baseline=baseline)
+        from tripletlib.runs import re_ranked_by_row  # notebook 06 stores the final row's
+
+        result.tables = write_thesis_tables(
+            runs, out_dir / "tables", baseline=baseline, re_ranked=re_ranked_by_row(runs)
+        )
         total = time.perf_counter() - started
         files.write_json_atomic(
             out_dir / "book_run.json",

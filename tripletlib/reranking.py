@@ -29,6 +29,8 @@ import numpy as np
 
 from tripletlib import retrieval
 
+K1, K2, LAMBDA_VALUE = 20, 6, 0.3  # the paper's settings for Market-1501
+SETTINGS = {"k1": K1, "k2": K2, "lambda_value": LAMBDA_VALUE}
 _ROW_CHUNK = 1024
 _QUERY_CHUNK = 256
 
@@ -37,9 +39,9 @@ def k_reciprocal_distances(
     query_gallery: Any,
     query_query: Any,
     gallery_gallery: Any,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
+    k1: int = K1,
+    k2: int = K2,
+    lambda_value: float = LAMBDA_VALUE,
 ) -> np.ndarray:
     """Re-ranked (Q, G) float32 distances from squared Euclidean (Q, G), (Q, Q) and (G, G) ones.
 

@@ -10,7 +10,8 @@ A run folder holds `config.json`, `history.csv` (columns `HISTORY_COLUMNS`), `ch
   file and the images (`embeddings_key`).
 - `evaluate_embedder` / `cached_evaluation`: Rank-1, Rank-5, mAP, CMC of an embedder through the
   one evaluation path (`evaluation.evaluate_embeddings`), kept under `evaluation_key`.
-- `evaluate_saved_model`: `tripletlib evaluate`, exact search or Annoy (Section 3.3.2).
+- `evaluate_saved_model`: `tripletlib evaluate`, exact search or Annoy (Section 3.3.2), and with
+  `re_rank` the k-reciprocal re-ranked metrics beside (`stored_re_ranked` reads them back).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tripletlib import config, data, devices, evaluation, files, models
+from tripletlib import config, data, devices, evaluation, files, models, reranking
 from tripletlib.files import write_json_atomic
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "learning_rate", "iteration")
@@ -287,15 +288,21 @@ def evaluation_record(result: evaluation.EvaluationResult) -> dict[str, Any]:
 
 
 def evaluate_embedder(
-    embedder: keras.Model, query: data.Split, gallery: data.Split, batch_size: int = 128
+    embedder: keras.Model,
+    query: data.Split,
+    gallery: data.Split,
+    batch_size: int = 128,
+    re_rank: bool = False,
 ) -> dict[str, Any]:
-    """Rank-1, Rank-5, mAP, CMC and valid queries, exact search, Market protocol (Section 4.1)."""
+    """Rank-1, Rank-5, mAP, CMC and valid queries, exact search, Market protocol (Section 4.1);
+    ``re_rank``: ranked by k-reciprocal re-ranked distances (`tripletlib.reranking`)."""
     return evaluation_record(
         evaluation.evaluate_embeddings(
             models.embed_images(embedder, query.images, batch_size),
             models.embed_images(embedder, gallery.images, batch_size),
             query,
             gallery,
+            re_rank=re_rank,
         )
     )
 
@@ -343,18 +350,27 @@ def evaluate_saved_model(
     annoy_neighbours: int = 100,
     progress: bool = True,
     save: bool = True,
+    re_rank: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """`tripletlib evaluate`: metrics of a trained run on `data_root`'s query and gallery, exact
     search or Annoy (`retrieval.distance_matrix`); with `save` also written beside the model
     (`save_evaluation`; ``metrics["path"]``). The command line prints before it saves.
-    `search_seconds` times the search and the ranking."""
+    `search_seconds` times the search and the ranking.
+
+    ``re_rank`` (exact search only) adds ``metrics["re_ranked"]``: the same metrics ranked by
+    k-reciprocal re-ranked distances (`tripletlib.reranking`, the paper's k1, k2 and lambda) and
+    their ``re_rank_seconds``; the plain metrics stay at the top level. Decoded images are
+    cached in `cache_dir` (default: the `.cache` beside the run folder)."""
     if search not in ("exact", "annoy"):
         raise ValueError(f"search must be 'exact' or 'annoy', got {search!r}")
+    if re_rank and search != "exact":
+        raise ValueError(f"re_rank needs search='exact', got search={search!r}")
     run_dir = Path(run_dir)
     profile = run_profile(read_run_config(run_dir))
     embedder = load_embedder(run_dir)
     splits = data.load_splits(
-        data_root, profile.image_height, profile.image_width, cache_dir=run_dir.parent / ".cache",
+        data_root, profile.image_height, profile.image_width, cache_dir=cache_dir or run_dir.parent / ".cache",
         splits=("gallery", "query"), progress=progress,
     )  # fmt: skip
     query, gallery = splits["query"], splits["gallery"]
@@ -375,6 +391,13 @@ def evaluate_saved_model(
         dataset=config.dataset_kind(data_root),
         data_root=str(Path(data_root).resolve()),
     )
+    if re_rank:
+        started = time.perf_counter()
+        re_ranked = evaluation.evaluate_embeddings(
+            query_embeddings, gallery_embeddings, query, gallery, protocol=protocol, re_rank=True
+        ).to_dict()
+        re_ranked["re_rank_seconds"] = round(time.perf_counter() - started, 3)
+        metrics["re_ranked"] = {**re_ranked, **reranking.SETTINGS}
     if save:
         metrics["path"] = str(save_evaluation(run_dir, metrics))
     return metrics
@@ -389,8 +412,35 @@ def evaluation_path(run_dir: str | Path, data_root: str | Path, search: str, pro
 
 
 def save_evaluation(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
-    """Write `evaluate_saved_model`'s metrics to `evaluation_path` (one file per dataset)."""
+    """Write `evaluate_saved_model`'s metrics to `evaluation_path` (one file per dataset); the
+    "re_ranked" metrics an earlier ``--re-rank`` left in that file are kept when these have none
+    (the same weights and images: a new run removes the file, `prepare_run_folder`)."""
     path = evaluation_path(run_dir, metrics["data_root"], metrics["search"], metrics["protocol"])
     values = {key: value for key, value in metrics.items() if key != "path"}
+    earlier = read_json(path) if "re_ranked" not in values else None
+    if isinstance(earlier, dict) and "re_ranked" in earlier:
+        values["re_ranked"] = earlier["re_ranked"]
     return write_json_atomic(path, values, sort_keys=False)
+
+
+def stored_re_ranked(
+    run_dir: str | Path, data_root: str | Path, protocol: str = "market"
+) -> dict[str, Any] | None:
+    """The "re_ranked" metrics `tripletlib evaluate --re-rank` saved for a run on `data_root`
+    (exact search, `protocol`), or None when there are none."""
+    stored = read_json(evaluation_path(run_dir, data_root, "exact", protocol))
+    return stored.get("re_ranked") if isinstance(stored, dict) else None
+
+
+def re_ranked_by_row(run_metrics: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Row -> stored re-ranked metrics (`stored_re_ranked`) of the runs that have them, for
+    `tables.build_thesis_tables(re_ranked=...)`; each run as `tables.load_run_metrics` reads it
+    (its folder is that of its ``metrics_path``)."""
+    found = {}
+    for run in run_metrics:
+        run_dir = Path(run["metrics_path"]).parent
+        stored = stored_re_ranked(run_dir, run["data_root"], run["protocol"])
+        if stored is not None:
+            found[run["row"]] = stored
+    return found
 

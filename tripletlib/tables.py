@@ -39,6 +39,7 @@ REQUIRED_KEYS = (
 REQUIRED_METRICS = ("rank1", "rank5", "mAP")
 FINAL_ROW = "resnet50-lossless-offline"  # the thesis' final model (Section 4.2.3)
 BASELINE_NAME = "hand-crafted (no learning)"
+RE_RANKED_SUFFIX = "+ re-ranking"  # Table 4.4's line of a row under k-reciprocal re-ranking
 BASELINE_RUN = "baseline"  # the "run" column of the baseline row (tripletlib.baseline)
 TRAINED_ROWS = (
     "mildnet-triplet-offline",
@@ -310,12 +311,40 @@ def _side_by_side(
     return pd.DataFrame.from_records(records)
 
 
+def validate_re_ranked(
+    re_ranked: Any, by_row: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Check re-ranked metrics by row: Rank-1, Rank-5 and mAP fractions (as
+    `runs.stored_re_ranked` or `EvaluationResult.to_dict` give them) of a row with a run."""
+    if not isinstance(re_ranked, Mapping):
+        raise ValueError(f"re_ranked: expected a dict row -> metrics, got {type(re_ranked).__name__}")
+    checked = {}
+    for row, metrics in re_ranked.items():
+        if row not in by_row:
+            raise ValueError(
+                f"re_ranked[{row!r}]: no run of that row was given; re-ranked metrics need the "
+                f"row's own run (given: {sorted(by_row)})"
+            )
+        if not isinstance(metrics, Mapping):
+            raise ValueError(f"re_ranked[{row!r}]: expected a dict of metrics, got {metrics!r}")
+        for key in REQUIRED_METRICS:
+            if not _is_fraction(metrics.get(key)):
+                raise ValueError(
+                    f"re_ranked[{row!r}][{key!r}] must be a fraction in [0, 1], got "
+                    f"{metrics.get(key)!r}"
+                )
+        checked[row] = dict(metrics)
+    return checked
+
+
 def _state_of_the_art(
     table: ThesisTable,
     by_row: Mapping[str, Mapping[str, Any]],
     baseline: Mapping[str, Any] | None = None,
+    re_ranked: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """Table 4.4: the literature and the thesis, plus our run of the thesis' final model."""
+    """Table 4.4 (Section 4.2.4): the literature and the thesis, plus our run of the thesis'
+    final model, and a line "+ re-ranking" for each row with re-ranked metrics."""
     records = []
     for result in table.results:
         records.append(
@@ -332,6 +361,9 @@ def _state_of_the_art(
             }
         )
     ours_by_name = [(f"This run ({FINAL_ROW})", _our_cells(by_row.get(FINAL_ROW)))]
+    for row, metrics in (re_ranked or {}).items():
+        cells = {"start_rank1": None, "start_mAP": None, **_cells(metrics, by_row[row])}
+        ours_by_name.append((f"This run ({row}) {RE_RANKED_SUFFIX}", cells))
     if baseline is not None:
         cells = {"start_rank1": None, "start_mAP": None, **_cells(baseline, baseline)}
         ours_by_name.append((f"This run ({BASELINE_NAME})", cells))
@@ -353,7 +385,9 @@ def _state_of_the_art(
 
 
 def build_thesis_tables(
-    runs: Iterable[Mapping[str, Any]], baseline: Mapping[str, Any] | None = None
+    runs: Iterable[Mapping[str, Any]],
+    baseline: Mapping[str, Any] | None = None,
+    re_ranked: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Tables "4.1".."4.4": the thesis' numbers (Chapter 4) beside this project's runs.
 
@@ -361,15 +395,20 @@ def build_thesis_tables(
     percentages with one decimal, the row's start alone ("start") beside its trained score; a row without a run reads "not run". With `baseline` (the
     hand-crafted descriptor's metrics and dataset, see `validate_baseline_metrics`) each table
     ends with a row "hand-crafted (no learning)" whose thesis cells are empty. Each frame's
-    ``attrs["caption"]`` holds the thesis caption.
+    ``attrs["caption"]`` holds the thesis caption. `re_ranked` maps a row with a run to its
+    metrics under k-reciprocal re-ranking (`validate_re_ranked`): Table 4.4 gets a line
+    "This run (<row>) + re-ranking" for each.
     """
     by_row = _runs_by_row(runs)
     if baseline is not None:
         baseline = validate_baseline_metrics(baseline)
+    re_ranked = validate_re_ranked(re_ranked or {}, by_row)
     tables = {}
     for number, table in THESIS_TABLES.items():
-        build = _state_of_the_art if number == "4.4" else _side_by_side
-        frame = build(table, by_row, baseline)
+        if number == "4.4":
+            frame = _state_of_the_art(table, by_row, baseline, re_ranked)
+        else:
+            frame = _side_by_side(table, by_row, baseline)
         frame.attrs["caption"] = f"Table {number}: {table.caption}"
         tables[number] = frame
     return tables
@@ -408,6 +447,12 @@ def _notes(frame: pd.DataFrame) -> list[str]:
             "profiles' label-free start in ImageNet's role, random weights where a profile has "
             "none); what the training added is 'this run' minus 'start'."
         )
+    if frame.iloc[:, 0].astype(str).str.contains(RE_RANKED_SUFFIX, regex=False).any():
+        notes.append(
+            f"'{RE_RANKED_SUFFIX}': the same row's embeddings ranked by k-reciprocal re-ranking "
+            "(Zhong et al., CVPR 2017; k1=20, k2=6, lambda=0.3; tripletlib.reranking); the thesis "
+            "does not re-rank."
+        )
     if NOT_RUN in datasets:
         notes.append(f"'{NOT_RUN}': no metrics.json was given for that experiment row.")
     if frame.iloc[:, 0].astype(str).str.contains(BASELINE_NAME, regex=False).any():
@@ -423,15 +468,16 @@ def write_thesis_tables(
     runs: Iterable[Mapping[str, Any]],
     out_dir: str | Path,
     baseline: Mapping[str, Any] | None = None,
+    re_ranked: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Path]:
     """Write ``table_4_1.md``/``.csv`` .. ``table_4_4.md``/``.csv``; returns file name -> path.
 
-    `baseline`: as in `build_thesis_tables`.
+    `baseline` and `re_ranked`: as in `build_thesis_tables`.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for number, frame in build_thesis_tables(runs, baseline).items():
+    for number, frame in build_thesis_tables(runs, baseline, re_ranked).items():
         stem = "table_" + number.replace(".", "_")
         markdown = out_dir / f"{stem}.md"
         text = f"**{frame.attrs['caption']}** (thesis beside this run)\n\n"
