@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=3368)
     parser.add_argument("--gallery", type=int, default=15913)
     parser.add_argument("--dimension", type=int, default=128)
-    parser.add_argument("--noise", type=float, default=1.2, help="spread around each centre")
+    parser.add_argument("--noise", type=float, default=1.6, help="spread around each centre")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--torchreid", help="torchreid's rerank.py, to compare on a subset")
     parser.add_argument("--torchreid-size", type=int, default=2000, help="images in that subset")
