@@ -89,6 +89,7 @@ def test_stored_re_ranked_metrics_reach_table_4_4(tmp_path):
                                    "data_root": str(data_root), "re_ranked": re_ranked})  # fmt: skip
     found = runs.re_ranked_by_row(loaded)
     assert found == {row: re_ranked}
+    assert runs.re_ranked_by_row(loaded, tmp_path / "another-dataset") == {}
     table = tables.build_thesis_tables(loaded, re_ranked=found)["4.4"]
     line = table[table["Method"] == f"This run ({row}) + re-ranking"].iloc[0]
     assert (line["Rank-1 (%)"], line["mAP (%)"]) == (50.0, 42.0)

@@ -432,14 +432,16 @@ def stored_re_ranked(
     return stored.get("re_ranked") if isinstance(stored, dict) else None
 
 
-def re_ranked_by_row(run_metrics: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Row -> stored re-ranked metrics (`stored_re_ranked`) of the runs that have them, for
-    `tables.build_thesis_tables(re_ranked=...)`; each run as `tables.load_run_metrics` reads it
-    (its folder is that of its ``metrics_path``)."""
+def re_ranked_by_row(
+    run_metrics: list[dict[str, Any]], data_root: str | Path | None = None
+) -> dict[str, dict[str, Any]]:
+    """Row -> stored re-ranked metrics (`stored_re_ranked`) of the runs that have them on
+    `data_root` (default: each run's own), for `tables.build_thesis_tables(re_ranked=...)`; each
+    run as `tables.load_run_metrics` reads it (its folder is that of its ``metrics_path``)."""
     found = {}
     for run in run_metrics:
         run_dir = Path(run["metrics_path"]).parent
-        stored = stored_re_ranked(run_dir, run["data_root"], run["protocol"])
+        stored = stored_re_ranked(run_dir, data_root or run["data_root"], run["protocol"])
         if stored is not None:
             found[run["row"]] = stored
     return found

@@ -223,8 +223,9 @@ class Workspace:
         from tripletlib.runs import re_ranked_by_row
 
         runs = tables.table_runs(self.trained_runs())
+        re_ranked = re_ranked_by_row(runs, self.ensure_dataset())  # where `re_ranked` stores them
         return tables.build_thesis_tables(
-            runs, baseline=self.baseline_metrics(), re_ranked=re_ranked_by_row(runs)
+            runs, baseline=self.baseline_metrics(), re_ranked=re_ranked
         )
 
     def re_ranked(self, row: str) -> dict[str, Any]:
