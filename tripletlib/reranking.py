@@ -9,7 +9,8 @@ by its largest value (the authors' code), the paper's steps are:
 - ``N(p, k)``: the k nearest images of ``p``, ``p`` itself first (the authors' code keeps k + 1);
 - ``R(p, k) = {g in N(p, k) : p in N(g, k)}``, the k-reciprocal neighbours;
 - ``R*(p, k)``: ``R(p, k)`` joined by ``R(q, k/2)`` of each ``q`` in it that shares more than
-  two thirds of its images with ``R(p, k)`` (``k/2`` rounded half to even, as the code does);
+  two thirds of its images with ``R(p, k)`` (the paper writes "at least"; the authors' code,
+  followed here, "more than"; ``k/2`` rounded half to even, as the code does);
 - ``V_p[g] = exp(-d(p, g))`` for ``g`` in ``R*(p, k)``, else 0; the code divides by the sum;
 - local query expansion: ``V_p`` replaced by the mean of ``V`` over ``N(p, k2)``;
 - Jaccard distance ``d_J(p, g) = 1 - sum_j min(V_p[j], V_g[j]) / sum_j max(V_p[j], V_g[j])``;
