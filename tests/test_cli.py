@@ -153,3 +153,21 @@ def test_train_help_lists_profiles_and_which_loss_goes_with_which_mining(capsys)
     offline = next(line for line in lines if line.strip().startswith("offline "))
     online = next(line for line in lines if line.strip().startswith("online "))
     assert "triplet | lossless" in offline and "batch-all | batch-hard" in online
+
+
+def test_evaluate_annoy_settings_default_to_the_library_and_reject_bad_values(capsys):
+    from tripletlib import retrieval
+    from tripletlib.cli import build_parser
+
+    parser = build_parser()
+    defaults = parser.parse_args(["evaluate", "--model", "m", "--data", "d"])
+    assert (defaults.annoy_trees, defaults.annoy_search_k) == (
+        retrieval.ANNOY_N_TREES, retrieval.ANNOY_SEARCH_K,
+    )  # fmt: skip
+    chosen = parser.parse_args(["evaluate", "--model", "m", "--data", "d", "--search", "annoy",
+                                "--annoy-trees", "10", "--annoy-search-k=-1"])  # fmt: skip
+    assert (chosen.annoy_trees, chosen.annoy_search_k) == (10, -1)
+    for bad in (["--annoy-search-k", "0"], ["--annoy-trees", "0"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["evaluate", "--model", "m", "--data", "d", *bad])
+    assert "expected" in capsys.readouterr().err
