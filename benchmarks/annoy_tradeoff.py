@@ -6,7 +6,7 @@ vectors (`retrieval.clustered_unit_vectors`, 128-d: 0.3 separates the people, 1.
 overlap), runs `retrieval.annoy_tradeoff` over every ``n_trees`` x ``search_k`` of the grid and
 prints one Markdown table row per setting; ``--csv`` also writes the rows (notebook 06 plots them).
 
-    python benchmarks/annoy_tradeoff.py --csv docs/annoy_tradeoff.csv   # about 7 min on 2 cores
+    python benchmarks/annoy_tradeoff.py --csv docs/annoy_tradeoff.csv   # about 9 min on 2 shared cores
 
 The recall is a function of the seed; the times are one run on a machine that may be shared.
 """

@@ -526,14 +526,17 @@ def plot_annoy_tradeoff(
     *,
     k: int = 10,
     panels: str | None = "size",
+    highlight: tuple[int, int] | None = None,
     dataset: str | None = None,
 ) -> Figure:
     """Annoy's recall@k against exact search versus its query time (Sec. 3.3.2).
 
     `rows` are `retrieval.annoy_tradeoff`'s (a list of dicts or a DataFrame with ``n_trees,
     search_k, recall, query_ms``; ``exact_ms`` adds a dashed line at exact search's time). One line
-    per ``n_trees``, its points in ``search_k`` order and labelled with it; query time on a log
-    axis. With a `panels` column in the rows (``size`` by default), one panel per value.
+    per ``n_trees``, its points in ``search_k`` order and labelled with it (-1, Annoy's own
+    ``n_trees * k``, first); query time on a log axis. `highlight` ``(n_trees, search_k)`` rings
+    that setting (e.g. the package's default). With a `panels` column in the rows (``size`` by
+    default), one panel per value.
     """
     table = pd.DataFrame(list(rows) if not isinstance(rows, pd.DataFrame) else rows)
     required = ["n_trees", "search_k", "recall", "query_ms"]
@@ -559,10 +562,19 @@ def plot_annoy_tradeoff(
             axes.plot(line["query_ms"], line["recall"], marker="o", label=f"n_trees = {n_trees}")
             for _, point in line.iterrows():
                 axes.annotate(
-                    "default" if point["search_k"] == -1 else f"{int(point['search_k'])}",
+                    f"{int(point['search_k'])}",
                     (point["query_ms"], point["recall"]),
                     textcoords="offset points", xytext=(3, -9), fontsize=6,
                 )  # fmt: skip
+        if highlight is not None:
+            chosen = group[
+                (group["n_trees"] == highlight[0]) & (group["search_k"] == highlight[1])
+            ]
+            axes.scatter(
+                chosen["query_ms"], chosen["recall"], s=180, facecolors="none",
+                edgecolors="black", zorder=3,
+                label=f"n_trees = {highlight[0]}, search_k = {highlight[1]}",
+            )  # fmt: skip
         if "exact_ms" in group.columns:
             axes.axvline(
                 float(group["exact_ms"].median()), color="grey", linestyle="--",
