@@ -70,8 +70,9 @@ def main() -> None:
         _, num_queries, num_gallery, clusters = size
         for spread in (float(value) for value in arguments.spreads.split(",")):
             queries, gallery = clustered_unit_vectors(
-                num_queries, num_gallery, arguments.dimension, clusters, spread, arguments.seed
-            )
+                num_queries, num_gallery, arguments.dimension,
+                clusters=clusters, spread=spread, seed=arguments.seed,
+            )  # fmt: skip
             for row in annoy_tradeoff(queries, gallery, settings, arguments.k, seed=arguments.seed):
                 row = {"size": name, "queries": num_queries, "gallery": num_gallery,
                        "spread": spread, **row}  # fmt: skip

@@ -250,7 +250,7 @@ def test_clustered_unit_vectors_are_seeded_unit_rows():
     np.testing.assert_allclose(np.linalg.norm(gallery, axis=1), 1.0, rtol=1e-6)
     again = clustered_unit_vectors(7, 20, dimension=5, clusters=3, seed=2)
     np.testing.assert_array_equal(gallery, again[1])
-    assert not np.array_equal(gallery, clustered_unit_vectors(7, 20, 5, 3, seed=3)[1])
+    assert not np.array_equal(gallery, clustered_unit_vectors(7, 20, 5, clusters=3, seed=3)[1])
     with pytest.raises(ValueError, match="spread"):
         clustered_unit_vectors(7, 20, spread=-1.0)
 

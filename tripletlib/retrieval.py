@@ -221,13 +221,9 @@ def annoy_tradeoff(
 
 
 def clustered_unit_vectors(
-    num_queries: int,
-    num_gallery: int,
-    dimension: int = 128,
-    clusters: int = 751,
-    spread: float = 0.3,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+    num_queries: int, num_gallery: int, dimension: int = 128, *,
+    clusters: int = 751, spread: float = 0.3, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(queries, gallery) float32 unit vectors around ``clusters`` random centres, as a trained
     embedder would give people: each row is a centre (standard normal) plus ``spread`` times
     standard normal noise, L2-normalised. At 0.3 the clusters lie far apart; near 1 and above
