@@ -15,7 +15,13 @@ import time
 
 import numpy as np
 
-from tripletlib.retrieval import build_annoy_index, exact_search, query_annoy_index, recall_at_k
+from tripletlib.retrieval import (
+    build_annoy_index,
+    clustered_unit_vectors,
+    exact_search,
+    query_annoy_index,
+    recall_at_k,
+)
 
 
 def unit_rows(values: np.ndarray) -> np.ndarray:
@@ -26,19 +32,13 @@ def make_embeddings(
     kind: str, num_queries: int, num_gallery: int, dimension: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(queries, gallery) unit vectors: ``"unstructured"`` or ``"clustered"`` (751 centres)."""
+    if kind == "clustered":
+        return clustered_unit_vectors(num_queries, num_gallery, dimension, seed=seed)
     random = np.random.default_rng(seed)
-    if kind == "unstructured":
-        return (
-            unit_rows(random.normal(size=(num_queries, dimension))),
-            unit_rows(random.normal(size=(num_gallery, dimension))),
-        )
-    centres = random.normal(size=(751, dimension))
-
-    def sample(count: int) -> np.ndarray:
-        people = random.integers(0, len(centres), count)
-        return unit_rows(centres[people] + 0.3 * random.normal(size=(count, dimension)))
-
-    return sample(num_queries), sample(num_gallery)
+    return (
+        unit_rows(random.normal(size=(num_queries, dimension))),
+        unit_rows(random.normal(size=(num_gallery, dimension))),
+    )
 
 
 def main() -> None:

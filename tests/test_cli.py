@@ -166,3 +166,21 @@ def test_re_rank_with_annoy_is_one_clear_line(capsys, tmp_path):
         "tripletlib evaluate: error: --re-rank needs --search exact (it re-ranks the whole "
         "gallery), got --search annoy"
     ]
+
+
+def test_evaluate_annoy_settings_default_to_the_library_and_reject_bad_values(capsys):
+    from tripletlib import retrieval
+    from tripletlib.cli import build_parser
+
+    parser = build_parser()
+    defaults = parser.parse_args(["evaluate", "--model", "m", "--data", "d"])
+    assert (defaults.annoy_trees, defaults.annoy_search_k) == (
+        retrieval.ANNOY_N_TREES, retrieval.ANNOY_SEARCH_K,
+    )  # fmt: skip
+    chosen = parser.parse_args(["evaluate", "--model", "m", "--data", "d", "--search", "annoy",
+                                "--annoy-trees", "10", "--annoy-search-k=-1"])  # fmt: skip
+    assert (chosen.annoy_trees, chosen.annoy_search_k) == (10, -1)
+    for bad in (["--annoy-search-k", "0"], ["--annoy-trees", "0"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["evaluate", "--model", "m", "--data", "d", *bad])
+    assert "expected" in capsys.readouterr().err

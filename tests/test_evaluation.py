@@ -335,3 +335,24 @@ def test_evaluate_embeddings_re_rank_is_evaluate_on_k_reciprocal_distances():
         evaluate_embeddings(
             query_embeddings, gallery_embeddings, query, gallery, search="annoy", re_rank=True
         )
+
+
+def test_evaluate_embeddings_passes_the_annoy_settings_through():
+    from types import SimpleNamespace
+
+    from tripletlib.evaluation import evaluate_embeddings
+    from tripletlib.retrieval import annoy_distance_matrix
+
+    rng = np.random.default_rng(1)
+    query_embeddings, gallery_embeddings = rng.normal(size=(8, 6)), rng.normal(size=(200, 6))
+    query = SimpleNamespace(person_ids=np.arange(8) % 4 + 1, camera_ids=np.full(8, 1))
+    gallery = SimpleNamespace(person_ids=np.arange(200) % 5 + 1, camera_ids=np.full(200, 2))
+    result = evaluate_embeddings(
+        query_embeddings, gallery_embeddings, query, gallery, search="annoy", annoy_neighbours=20,
+        annoy_trees=1, annoy_search_k=20,
+    )  # fmt: skip
+    matrix = annoy_distance_matrix(query_embeddings, gallery_embeddings, 20, n_trees=1, search_k=20)
+    expected = evaluate(
+        matrix, query.person_ids, gallery.person_ids, query.camera_ids, gallery.camera_ids
+    )
+    assert result.mAP == expected.mAP and np.array_equal(result.cmc, expected.cmc)

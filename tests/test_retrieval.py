@@ -5,9 +5,13 @@ import pytest
 
 from tripletlib.evaluation import evaluate
 from tripletlib.retrieval import (
+    ANNOY_N_TREES,
+    ANNOY_SEARCH_K,
     annoy_distance_matrix,
     annoy_search,
+    annoy_tradeoff,
     build_annoy_index,
+    clustered_unit_vectors,
     exact_search,
     query_annoy_index,
     recall_at_k,
@@ -205,3 +209,57 @@ def test_exact_search_keeps_the_lowest_gallery_indices_on_a_tie_at_rank_k():
     gallery[37] = 0.5  # one nearer: first, then the lowest indices of the 49 tied ones
     indices, _ = exact_search(np.full((2, 4), 0.5, dtype=np.float32), gallery, k=5)
     np.testing.assert_array_equal(indices, [[37, 0, 1, 2, 3]] * 2)
+
+
+def test_annoy_tradeoff_recall_is_one_when_search_k_covers_every_leaf():
+    random = np.random.default_rng(9)
+    queries = random.normal(size=(30, 12)).astype(np.float32)  # unstructured: hard for trees
+    gallery = random.normal(size=(300, 12)).astype(np.float32)
+    settings = [(2, -1), (2, 5), (2, 2 * 300 * 4), (4, -1)]
+    rows = annoy_tradeoff(queries, gallery, settings, k=5, seed=3)
+    assert [(row["n_trees"], row["search_k"]) for row in rows] == settings
+    assert [row["nodes"] for row in rows] == [10, 5, 2400, 20]  # -1 is n_trees * k
+    for row in rows:
+        assert 0.0 <= row["recall"] <= 1.0
+        assert row["build_seconds"] >= 0 and row["query_ms"] > 0 and row["exact_ms"] > 0
+    assert rows[2]["recall"] == 1.0  # every leaf inspected: Annoy is an exact search
+    assert rows[0]["recall"] < 1.0  # Annoy's default misses some neighbours here
+    assert rows[0]["build_seconds"] == rows[1]["build_seconds"]  # one index per n_trees
+    exact_indices, _ = exact_search(queries, gallery, k=5)
+    approx, _ = annoy_search(queries, gallery, k=5, n_trees=2, search_k=-1, seed=3)
+    assert rows[0]["recall"] == recall_at_k(approx, exact_indices, 5)
+
+
+def test_annoy_tradeoff_recall_is_a_function_of_the_seed():
+    queries, gallery = clustered_unit_vectors(40, 500, dimension=16, clusters=20, spread=1.5)
+    settings = [(3, -1), (10, 200)]
+    first = [row["recall"] for row in annoy_tradeoff(queries, gallery, settings, seed=5)]
+    second = [row["recall"] for row in annoy_tradeoff(queries, gallery, settings, seed=5)]
+    assert first == second
+    with pytest.raises(ValueError, match="settings is empty"):
+        annoy_tradeoff(queries, gallery, [])
+    with pytest.raises(ValueError, match="search_k must be -1"):
+        annoy_tradeoff(queries, gallery, [(3, 0)])
+    with pytest.raises(ValueError, match="n_trees"):
+        annoy_tradeoff(queries, gallery, [(0, -1)])
+
+
+def test_clustered_unit_vectors_are_seeded_unit_rows():
+    queries, gallery = clustered_unit_vectors(7, 20, dimension=5, clusters=3, seed=2)
+    assert queries.shape == (7, 5) and gallery.shape == (20, 5) and gallery.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(gallery, axis=1), 1.0, rtol=1e-6)
+    again = clustered_unit_vectors(7, 20, dimension=5, clusters=3, seed=2)
+    np.testing.assert_array_equal(gallery, again[1])
+    assert not np.array_equal(gallery, clustered_unit_vectors(7, 20, 5, clusters=3, seed=3)[1])
+    with pytest.raises(ValueError, match="spread"):
+        clustered_unit_vectors(7, 20, spread=-1.0)
+
+
+def test_annoy_settings_reach_the_distance_matrix():
+    queries, gallery = clustered(10, num_queries=8, num_gallery=120)
+    matrix = annoy_distance_matrix(queries, gallery, neighbours=5, n_trees=2, search_k=7)
+    indices, _ = annoy_search(queries, gallery, k=5, n_trees=2, search_k=7)
+    np.testing.assert_array_equal(np.argsort(matrix, axis=1, kind="stable")[:, :5], indices)
+    default = annoy_search(queries, gallery, k=5)
+    same = annoy_search(queries, gallery, k=5, n_trees=ANNOY_N_TREES, search_k=ANNOY_SEARCH_K)
+    np.testing.assert_array_equal(default[0], same[0])

@@ -219,3 +219,33 @@ def test_embedding_subsample_is_seeded_and_bad_input_is_rejected():
         viz.plot_embedding_2d(points, labels, method="tsne")
     with pytest.raises(ValueError, match=r"D >= 2"):
         viz.project_2d(points[:, :1])
+
+
+def test_annoy_tradeoff_draws_one_labelled_line_per_n_trees():
+    rows = [
+        {"size": size, "n_trees": trees, "search_k": search_k, "recall": recall, "query_ms": ms,
+         "exact_ms": 0.5}
+        for size in ("book", "market")
+        for trees, search_k, recall, ms in [
+            (10, 2000, 0.9, 0.3), (10, -1, 0.6, 0.1), (50, -1, 0.8, 0.2), (50, 2000, 0.97, 0.4)
+        ]
+    ]  # fmt: skip
+    figure = viz.plot_annoy_tradeoff(rows, highlight=(50, 2000), dataset="synthetic")
+    assert len(figure.axes) == 2 and figure.axes[1].get_title() == "(b) market"
+    lines = [line for line in figure.axes[0].get_lines() if line.get_label() != "exact search"]
+    assert [line.get_label() for line in lines] == ["n_trees = 10", "n_trees = 50"]
+    np.testing.assert_array_equal(lines[0].get_xdata(), [0.1, 0.3])  # -1 (fewest nodes) first
+    np.testing.assert_array_equal(lines[0].get_ydata(), [0.6, 0.9])
+    assert figure.axes[0].get_xscale() == "log"
+    assert "-1" in all_text(figure) and "2000" in all_text(figure)  # each point's search_k
+    [ring] = figure.axes[0].collections  # the highlighted setting
+    np.testing.assert_array_equal(ring.get_offsets(), [[0.4, 0.97]])
+    assert "n_trees = 50, search_k = 2000" in all_text(figure)
+    assert viz.SYNTHETIC_NOTE in all_text(figure)
+    single = viz.plot_annoy_tradeoff(pd.DataFrame(rows[:4]).drop(columns=["size", "exact_ms"]))
+    assert len(single.axes) == 1 and len(single.axes[0].get_lines()) == 2
+
+    with pytest.raises(ValueError, match="missing"):
+        viz.plot_annoy_tradeoff([{"n_trees": 10}])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        viz.plot_annoy_tradeoff([{**rows[0], "recall": 97.0}])

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tripletlib import config
+from tripletlib import config, retrieval
 from tripletlib.book import BookError
 
 
@@ -152,6 +152,8 @@ def _command_evaluate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         save=False,
         re_rank=args.re_rank,
+        annoy_trees=args.annoy_trees,
+        annoy_search_k=args.annoy_search_k,
     )
     for key in ("rank1", "rank5", "mAP"):
         print(f"{key:>6}: {100 * metrics[key]:.1f} %")
@@ -256,6 +258,17 @@ def _integer(lowest: int):
 
     parse.__name__ = f"integer >= {lowest}"
     return parse
+
+
+def _search_k(text: str) -> int:
+    """An argparse type: Annoy's search_k, -1 or a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"{value}; expected -1 or a positive integer")
+    return value
 
 
 def _first_sentence(text: str) -> str:
@@ -365,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="dataset whose query and gallery are evaluated")
     evaluate.add_argument("--search", choices=["exact", "annoy"], default="exact",
                           help="exact distances or Annoy's approximate neighbours (Sec. 3.3.2)")
+    evaluate.add_argument("--annoy-trees", type=_integer(1), default=retrieval.ANNOY_N_TREES,
+                          help="with --search annoy: trees in the index")
+    evaluate.add_argument("--annoy-search-k", type=_search_k, default=retrieval.ANNOY_SEARCH_K,
+                          help="with --search annoy: nodes inspected per query, -1 for n_trees x "
+                          "neighbours; docs/benchmarks.md has the recall and time of each setting")
     evaluate.add_argument("--protocol", choices=["market", "naive"], default="market",
                           help="market: same-camera matches and junk ignored (Section 4.1); "
                           "naive: every gallery image counts")

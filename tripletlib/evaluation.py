@@ -158,11 +158,14 @@ def evaluate_embeddings(
     ap: str = "noninterpolated",
     search: str = "exact",
     annoy_neighbours: int = 100,
+    annoy_trees: int = retrieval.ANNOY_N_TREES,
+    annoy_search_k: int = retrieval.ANNOY_SEARCH_K,
     re_rank: bool = False,
 ) -> EvaluationResult:
     """Rank-k / CMC / mAP of embeddings of a query and a gallery `data.Split` (or anything with
     `person_ids` and `camera_ids`): squared distances from `retrieval.distance_matrix` (exact
-    search, or Annoy's `annoy_neighbours` nearest, Section 3.3.2), then `evaluate`.
+    search, or Annoy's `annoy_neighbours` nearest from an index of `annoy_trees` trees searched
+    with `annoy_search_k`, Section 3.3.2), then `evaluate`.
 
     ``re_rank=True`` ranks by `re_ranked_distances` instead (k-reciprocal re-ranking with the
     paper's k1=20, k2=6, lambda=0.3): exact search only."""
@@ -175,8 +178,9 @@ def evaluate_embeddings(
         distances = re_ranked_distances(query_embeddings, gallery_embeddings)
     else:
         distances = retrieval.distance_matrix(
-            query_embeddings, gallery_embeddings, search, annoy_neighbours
-        )
+            query_embeddings, gallery_embeddings, search, annoy_neighbours,
+            n_trees=annoy_trees, search_k=annoy_search_k,
+        )  # fmt: skip
     return evaluate(
         distances, query.person_ids, gallery.person_ids, query.camera_ids, gallery.camera_ids,
         protocol=protocol, ap=ap,

@@ -3,17 +3,29 @@
 Distances are squared Euclidean, as in the thesis. `exact_search` is the brute-force ranked list;
 `annoy_search` uses Spotify's Annoy (random-projection trees, ref. [53]) for approximate
 neighbours. Annoy is imported only inside the functions that need it. `distance_matrix` is the
-(query x gallery) matrix that evaluation ranks, from either search.
+(query x gallery) matrix that evaluation ranks, from either search. `annoy_tradeoff` measures
+Annoy's recall against exact search and its query time for a grid of `n_trees` / `search_k`.
+
+Annoy's defaults here, `ANNOY_N_TREES` trees and `ANNOY_SEARCH_K` nodes inspected per query,
+come from that measurement (`benchmarks/annoy_tradeoff.py`, `docs/benchmarks.md`).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 ANNOY_METRICS = ("euclidean", "angular")
+# The cheapest setting measured with recall@10 >= 0.95 against exact search at Market-1501's size
+# (3,368 x 15,913 clustered 128-d unit vectors whose clusters overlap): 0.97, where Annoy's own
+# search_k (-1: n_trees * k = 500 nodes) found 0.62. For the 100 neighbours evaluation asks for,
+# 5000 is what -1 inspected. docs/benchmarks.md, "Retrieval: exact search versus Annoy".
+ANNOY_N_TREES = 50
+ANNOY_SEARCH_K = 5000
 
 
 def squared_distances(queries: Any, gallery: Any, chunk_size: int = 4096) -> np.ndarray:
@@ -84,7 +96,7 @@ def smallest_per_row(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
 def build_annoy_index(
     gallery: Any,
     metric: str = "euclidean",
-    n_trees: int = 50,
+    n_trees: int = ANNOY_N_TREES,
     seed: int = 0,
     n_jobs: int = 1,
 ) -> Any:
@@ -110,13 +122,14 @@ def query_annoy_index(
     index: Any,
     queries: Any,
     k: int = 10,
-    search_k: int = -1,
+    search_k: int = ANNOY_SEARCH_K,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate k nearest items of a built index: (indices (Q, k) int64, squared distances).
 
-    Annoy reports plain (Euclidean or angular) distances; they are squared here. ``search_k=-1``
-    inspects ``n_trees * k`` nodes; larger is more accurate and slower.
+    Annoy reports plain (Euclidean or angular) distances; they are squared here. ``search_k`` is
+    how many nodes are inspected per query (default `ANNOY_SEARCH_K`); ``-1`` is Annoy's own
+    ``n_trees * k``; larger is more accurate and slower (`annoy_tradeoff` measures both).
     """
     queries = _check_matrix("queries", queries)
     if queries.shape[1] != index.f:
@@ -124,6 +137,7 @@ def query_annoy_index(
             f"queries have dimension {queries.shape[1]} but the Annoy index has {index.f}"
         )
     k = _check_k(k, index.get_n_items())
+    search_k = _search_k(search_k)
     indices = np.empty((queries.shape[0], k), dtype=np.int64)
     distances = np.empty((queries.shape[0], k), dtype=np.float32)
     for row in tqdm(range(queries.shape[0]), desc="annoy search", disable=not progress):
@@ -145,8 +159,8 @@ def annoy_search(
     gallery: Any,
     k: int = 10,
     metric: str = "euclidean",
-    n_trees: int = 50,
-    search_k: int = -1,
+    n_trees: int = ANNOY_N_TREES,
+    search_k: int = ANNOY_SEARCH_K,
     seed: int = 0,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -159,24 +173,109 @@ def annoy_search(
     return query_annoy_index(index, queries, k=k, search_k=search_k, progress=progress)
 
 
+def annoy_tradeoff(
+    queries: Any,
+    gallery: Any,
+    settings: Iterable[tuple[int, int]],
+    k: int = 10,
+    metric: str = "euclidean",
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Annoy's accuracy against its cost: one row per ``(n_trees, search_k)`` in ``settings``.
+
+    Each row holds ``n_trees``, ``search_k`` (as given; -1 is Annoy's ``n_trees * k``),
+    ``nodes`` (the nodes inspected per query, ``search_k`` or ``n_trees * k``), ``recall``
+    (`recall_at_k` of Annoy's k nearest against `exact_search`'s), ``build_seconds`` (the index,
+    one thread; one index per distinct ``n_trees``, shared by its rows), ``query_ms`` (Annoy's
+    milliseconds per query) and ``exact_ms`` (exact search's milliseconds per query, the same in
+    every row). The recall is a function of the data, the settings and ``seed``; the times are
+    one measurement on this machine.
+    """
+    queries, gallery = _check_pair(queries, gallery)
+    k = _check_k(k, gallery.shape[0])
+    settings = [(_positive_int("n_trees", trees), _search_k(nodes)) for trees, nodes in settings]
+    if not settings:
+        raise ValueError("settings is empty; expected (n_trees, search_k) pairs")
+    started = time.perf_counter()
+    exact_indices, _ = exact_search(queries, gallery, k=k)
+    exact_ms = 1000 * (time.perf_counter() - started) / queries.shape[0]
+    indexes: dict[int, tuple[Any, float]] = {}
+    rows = []
+    for n_trees, search_k in settings:
+        if n_trees not in indexes:
+            started = time.perf_counter()
+            index = build_annoy_index(gallery, metric=metric, n_trees=n_trees, seed=seed)
+            indexes[n_trees] = index, time.perf_counter() - started
+        index, build_seconds = indexes[n_trees]
+        started = time.perf_counter()
+        indices, _ = query_annoy_index(index, queries, k=k, search_k=search_k)
+        query_ms = 1000 * (time.perf_counter() - started) / queries.shape[0]
+        rows.append(
+            {
+                "n_trees": n_trees,
+                "search_k": search_k,
+                "nodes": n_trees * k if search_k == -1 else search_k,
+                "recall": recall_at_k(indices, exact_indices, k),
+                "build_seconds": build_seconds,
+                "query_ms": query_ms,
+                "exact_ms": exact_ms,
+            }
+        )
+    return rows
+
+
+def clustered_unit_vectors(
+    num_queries: int, num_gallery: int, dimension: int = 128, *,
+    clusters: int = 751, spread: float = 0.3, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(queries, gallery) float32 unit vectors around ``clusters`` random centres, as a trained
+    embedder would give people: each row is a centre (standard normal) plus ``spread`` times
+    standard normal noise, L2-normalised. At 0.3 the clusters lie far apart; near 1 and above
+    they overlap and a query's nearest neighbours come from several clusters. Seeded."""
+    num_queries = _positive_int("num_queries", num_queries)
+    num_gallery = _positive_int("num_gallery", num_gallery)
+    if not spread >= 0:
+        raise ValueError(f"spread must be >= 0, got {spread!r}")
+    random = np.random.default_rng(seed)
+    centres = random.normal(size=(_positive_int("clusters", clusters), dimension))
+
+    def sample(count: int) -> np.ndarray:
+        people = random.integers(0, len(centres), count)
+        values = centres[people] + spread * random.normal(size=(count, dimension))
+        return (values / np.linalg.norm(values, axis=1, keepdims=True)).astype(np.float32)
+
+    return sample(num_queries), sample(num_gallery)
+
+
 SEARCHES = ("exact", "annoy")
 REMAINDER_SEED = 0  # the order of the gallery images Annoy does not return (annoy_distance_matrix)
 
 
 def distance_matrix(
-    queries: Any, gallery: Any, search: str = "exact", annoy_neighbours: int = 100
+    queries: Any,
+    gallery: Any,
+    search: str = "exact",
+    annoy_neighbours: int = 100,
+    n_trees: int = ANNOY_N_TREES,
+    search_k: int = ANNOY_SEARCH_K,
 ) -> np.ndarray:
     """(Q, G) squared distances to rank: exact (`squared_distances`) or Annoy's approximate list
-    (`annoy_distance_matrix`)."""
+    (`annoy_distance_matrix`, with ``n_trees`` and ``search_k``; ignored by exact search)."""
     if search not in SEARCHES:
         raise ValueError(f"search must be 'exact' or 'annoy', got {search!r}")
     if search == "exact":
         return squared_distances(queries, gallery)
-    return annoy_distance_matrix(queries, gallery, annoy_neighbours)
+    return annoy_distance_matrix(
+        queries, gallery, annoy_neighbours, n_trees=n_trees, search_k=search_k
+    )
 
 
 def annoy_distance_matrix(
-    query_embeddings: np.ndarray, gallery_embeddings: np.ndarray, neighbours: int
+    query_embeddings: np.ndarray,
+    gallery_embeddings: np.ndarray,
+    neighbours: int,
+    n_trees: int = ANNOY_N_TREES,
+    search_k: int = ANNOY_SEARCH_K,
 ) -> np.ndarray:
     """A (Q, G) matrix: Annoy's squared distances for the neighbours it returns, then the rest.
 
@@ -188,7 +287,9 @@ def annoy_distance_matrix(
     """
     queries, gallery = _check_pair(query_embeddings, gallery_embeddings)
     neighbours = min(int(neighbours), gallery.shape[0])
-    indices, distances = annoy_search(queries, gallery, k=neighbours)
+    indices, distances = annoy_search(
+        queries, gallery, k=neighbours, n_trees=n_trees, search_k=search_k
+    )
     beyond = float(distances.max()) + 1.0
     place = np.random.default_rng(REMAINDER_SEED).permutation(gallery.shape[0])
     remainder = beyond + place.astype(np.float64) * 1e-6
@@ -243,6 +344,12 @@ def _squared_block(
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _search_k(value: Any) -> int:
+    if isinstance(value, bool) or int(value) != value or (value < 1 and value != -1):
+        raise ValueError(f"search_k must be -1 (n_trees * k) or a positive integer, got {value!r}")
     return int(value)
 
 

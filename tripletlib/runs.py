@@ -28,7 +28,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tripletlib import config, data, devices, evaluation, files, models, reranking
+from tripletlib import config, data, devices, evaluation, files, models, reranking, retrieval
 from tripletlib.files import write_json_atomic
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "learning_rate", "iteration")
@@ -352,9 +352,12 @@ def evaluate_saved_model(
     save: bool = True,
     re_rank: bool = False,
     cache_dir: str | Path | None = None,
+    annoy_trees: int = retrieval.ANNOY_N_TREES,
+    annoy_search_k: int = retrieval.ANNOY_SEARCH_K,
 ) -> dict[str, Any]:
     """`tripletlib evaluate`: metrics of a trained run on `data_root`'s query and gallery, exact
-    search or Annoy (`retrieval.distance_matrix`); with `save` also written beside the model
+    search or Annoy (`retrieval.distance_matrix`; `annoy_trees` and `annoy_search_k`, recorded
+    in the metrics of an Annoy search); with `save` also written beside the model
     (`save_evaluation`; ``metrics["path"]``). The command line prints before it saves.
     `search_seconds` times the search and the ranking.
 
@@ -380,7 +383,7 @@ def evaluate_saved_model(
     started = time.perf_counter()
     result = evaluation.evaluate_embeddings(
         query_embeddings, gallery_embeddings, query, gallery, protocol=protocol, search=search,
-        annoy_neighbours=annoy_neighbours,
+        annoy_neighbours=annoy_neighbours, annoy_trees=annoy_trees, annoy_search_k=annoy_search_k,
     )  # fmt: skip
     search_seconds = time.perf_counter() - started
     metrics = result.to_dict()
@@ -398,6 +401,12 @@ def evaluate_saved_model(
         ).to_dict()
         re_ranked["re_rank_seconds"] = round(time.perf_counter() - started, 3)
         metrics["re_ranked"] = {**re_ranked, **reranking.SETTINGS}
+    if search == "annoy":
+        metrics.update(
+            annoy_trees=int(annoy_trees),
+            annoy_search_k=int(annoy_search_k),
+            annoy_neighbours=int(annoy_neighbours),
+        )
     if save:
         metrics["path"] = str(save_evaluation(run_dir, metrics))
     return metrics

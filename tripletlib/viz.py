@@ -519,3 +519,76 @@ def occlusion_figure(
     figure.suptitle(_dataset_title("Occlusion sensitivity", dataset), fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def plot_annoy_tradeoff(
+    rows: Any,
+    *,
+    k: int = 10,
+    panels: str | None = "size",
+    highlight: tuple[int, int] | None = None,
+    dataset: str | None = None,
+) -> Figure:
+    """Annoy's recall@k against exact search versus its query time (Sec. 3.3.2).
+
+    `rows` are `retrieval.annoy_tradeoff`'s (a list of dicts or a DataFrame with ``n_trees,
+    search_k, recall, query_ms``; ``exact_ms`` adds a dashed line at exact search's time). One line
+    per ``n_trees``, its points in ``search_k`` order and labelled with it (-1, Annoy's own
+    ``n_trees * k``, first); query time on a log axis. `highlight` ``(n_trees, search_k)`` rings
+    that setting (e.g. the package's default). With a `panels` column in the rows (``size`` by
+    default), one panel per value.
+    """
+    table = pd.DataFrame(list(rows) if not isinstance(rows, pd.DataFrame) else rows)
+    required = ["n_trees", "search_k", "recall", "query_ms"]
+    missing = [column for column in required if column not in table.columns]
+    if table.empty or missing:
+        raise ValueError(f"rows must be non-empty with columns {required}; missing {missing}")
+    if table["recall"].isna().any() or not table["recall"].between(0, 1).all():
+        raise ValueError("recall must hold fractions in [0, 1]")
+    if not (table["query_ms"] > 0).all():
+        raise ValueError("query_ms must be positive (milliseconds per query)")
+    groups = (
+        list(table.groupby(panels, sort=False))
+        if panels is not None and panels in table.columns
+        else [(None, table)]
+    )
+    figure = Figure(figsize=(5.2 * len(groups), 4))
+    for index, (name, group) in enumerate(groups):
+        axes = figure.add_subplot(1, len(groups), index + 1)
+        for n_trees, line in group.groupby("n_trees", sort=True):
+            # -1 means n_trees * k nodes, the fewest: it comes first
+            line = line.assign(order=line["search_k"].where(line["search_k"] > 0, 0))
+            line = line.sort_values("order")
+            axes.plot(line["query_ms"], line["recall"], marker="o", label=f"n_trees = {n_trees}")
+            for _, point in line.iterrows():
+                axes.annotate(
+                    f"{int(point['search_k'])}",
+                    (point["query_ms"], point["recall"]),
+                    textcoords="offset points", xytext=(3, -9), fontsize=6,
+                )  # fmt: skip
+        if highlight is not None:
+            chosen = group[
+                (group["n_trees"] == highlight[0]) & (group["search_k"] == highlight[1])
+            ]
+            axes.scatter(
+                chosen["query_ms"], chosen["recall"], s=180, facecolors="none",
+                edgecolors="black", zorder=3,
+                label=f"n_trees = {highlight[0]}, search_k = {highlight[1]}",
+            )  # fmt: skip
+        if "exact_ms" in group.columns:
+            axes.axvline(
+                float(group["exact_ms"].median()), color="grey", linestyle="--",
+                label="exact search",
+            )  # fmt: skip
+        axes.set_xscale("log")
+        axes.set_xlabel("query time (ms per query)")
+        axes.set_ylabel(f"recall@{k} against exact search")
+        axes.set_ylim(min(0.95, float(group["recall"].min())) - 0.03, 1.01)
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=8, loc="lower right")
+        if name is not None:
+            axes.set_title(f"({chr(ord('a') + index % 26)}) {name}", fontsize=10)
+    title = "Annoy: recall against query time, by n_trees / search_k"
+    figure.suptitle(_dataset_title(title, dataset))
+    figure.tight_layout()
+    return figure
