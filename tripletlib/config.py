@@ -470,6 +470,15 @@ def validate_row(backbone: str, loss: str, mining: str) -> None:
 SYNTHETIC_MARKER = "tripletlib-synthetic.json"
 
 
+MARKET_FOLDERS = ("bounding_box_train", "bounding_box_test", "query")
+
+
 def dataset_kind(data_root: str | Path) -> str:
-    """'synthetic' when the folder carries the generator's marker file, else 'market1501'."""
-    return "synthetic" if (Path(data_root) / SYNTHETIC_MARKER).is_file() else "market1501"
+    """'synthetic' when the folder carries the generator's marker file, 'person-folders' for a
+    folder without any Market-1501 split folder (`data.dataset_layout`), else 'market1501'."""
+    root = Path(data_root)
+    if (root / SYNTHETIC_MARKER).is_file():
+        return "synthetic"
+    if root.is_dir() and not any((root / folder).is_dir() for folder in MARKET_FOLDERS):
+        return "person-folders"
+    return "market1501"
