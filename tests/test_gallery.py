@@ -252,6 +252,10 @@ def test_a_folder_that_is_not_a_folder_of_people_is_one_error(people, tmp_path):
     shutil.copytree(next(people.iterdir()), one / "alice")
     with pytest.raises(data.MarketFormatError, match="expected two or more"):
         data.load_person_folders(one)
+    shutil.copytree(one / "alice", one / "bob")
+    assert len(data.load_person_folders(one, splits=("gallery", "query"))) > 0
+    with pytest.raises(data.MarketFormatError, match="expected four people or more"):
+        data.load_person_folders(one)
     (one / "stray.jpg").write_bytes(b"")
     with pytest.raises(data.MarketFormatError, match="beside the person folders"):
         data.load_person_folders(one)

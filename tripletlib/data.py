@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from tripletlib import images
-from tripletlib.config import SYNTHETIC_MARKER
+from tripletlib.config import SYNTHETIC_MARKER, dataset_kind
 from tripletlib.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -426,13 +426,9 @@ def is_image_file(path: Path) -> bool:
 
 
 def dataset_layout(root: str | Path) -> str:
-    """`MARKET` when `root` holds any Market-1501 split folder, `PERSON_FOLDERS` when it holds
-    none but has sub-folders, else `MARKET` (whose loader then says what is missing)."""
-    root = Path(root).expanduser()
-    if not root.is_dir() or any((root / SPLIT_FOLDERS[s]).is_dir() for s in DEFAULT_SPLITS):
-        return MARKET
-    has_folders = any(entry.is_dir() and not entry.name.startswith(".") for entry in root.iterdir())
-    return PERSON_FOLDERS if has_folders else MARKET
+    """`PERSON_FOLDERS` for a folder of sub-folders without any Market-1501 split folder
+    (`config.dataset_kind`), else `MARKET` (whose loader then says what is missing)."""
+    return PERSON_FOLDERS if dataset_kind(root) == PERSON_FOLDERS else MARKET
 
 
 def _person_images(root: Path) -> tuple[dict[str, list[Path]], list[tuple[str, str]]]:
@@ -492,6 +488,11 @@ def load_person_folders(
         raise MarketFormatError(
             f"{root}: no {' or '.join(empty)} images under the folder split ({len(names)} people, "
             f"{len(test_people)} of them test people); expected more people or images per person"
+        )
+    if "train" in splits and len(names) - len(test_people) < 2:
+        raise MarketFormatError(
+            f"{root}: {len(names) - len(test_people)} training person (of {len(names)} people); "
+            "expected four people or more to train on (two to evaluate)"
         )
     table = table[table["split"].isin(list(splits))]
     table["_split_order"] = table["split"].map({split: i for i, split in enumerate(splits)})
