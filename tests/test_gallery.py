@@ -100,7 +100,7 @@ def test_embed_folder_saves_what_the_run_would_embed(run_dir, own_images, embedd
 
 
 def test_the_index_is_built_once_and_searched_like_the_embeddings(run_dir, own_images,
-                                                                  embedded, indexed):
+                                                                  embedded, indexed, tmp_path):
     record = json.loads(gallery.sidecar_path(indexed).read_text())
     assert record["dimension"] == 2048 and record["metric"] == "euclidean"
     assert record["n_trees"] == 10 and record["items"] == 12
@@ -116,6 +116,11 @@ def test_the_index_is_built_once_and_searched_like_the_embeddings(run_dir, own_i
     np.testing.assert_allclose([h.distance for h in approximate], [h.distance for h in exact],
                                atol=1e-3)  # fmt: skip
     assert len(gallery.search(run_dir, embedded, query, k=50)) == 12  # k: at most the gallery
+    alone = tmp_path / "elsewhere" / "copy.ann"  # the index and its sidecar, not the .npz
+    alone.parent.mkdir()
+    shutil.copy(indexed, alone)
+    shutil.copy(gallery.sidecar_path(indexed), gallery.sidecar_path(alone))
+    assert gallery.search(run_dir, alone, query, k=5) == approximate
 
 
 # ----------------------------------------------------------------------------- the commands

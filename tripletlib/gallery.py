@@ -275,9 +275,10 @@ def open_gallery(path: str | Path) -> Searchable:
                       index=index)  # fmt: skip
 
 
-def check_model(searchable: Searchable, identity: dict[str, Any], dimension: int) -> None:
-    """Refuse a gallery of another model (weights digest) or of another embedding dimension."""
-    if searchable.dimension != dimension:
+def check_model(searchable: Searchable, identity: dict[str, Any], dimension: int | None) -> None:
+    """Refuse a gallery of another embedding dimension (when `dimension` is given) or of another
+    model (weights digest)."""
+    if dimension is not None and searchable.dimension != dimension:
         raise GalleryError(f"{searchable.path} holds {searchable.dimension}-dimensional "
                            f"embeddings; the model gives {dimension}")  # fmt: skip
     stored = searchable.model.get("weights_sha256")
@@ -298,7 +299,9 @@ def search(
         raise GalleryError(f"-k {k}; expected a positive integer")
     searchable = open_gallery(gallery)
     identity = model_identity(run_dir)
-    embedder = runs.load_embedder(run_dir) if embedder is None else embedder
+    recorded = searchable.model.get("embedding_dim")
+    check_model(searchable, identity, None if recorded is None else int(recorded))
+    embedder = runs.load_embedder(run_dir) if embedder is None else embedder  # checked first
     check_model(searchable, identity, int(embedder.outputs[0].shape[-1]))
     query = embed_image(run_dir, query_image, embedder)
     indices, distances = searchable.search(query, k)
