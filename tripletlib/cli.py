@@ -1,4 +1,4 @@
-"""The `tripletlib` command: synth, summary, train, evaluate, book.
+"""The `tripletlib` command: synth, summary, train, evaluate, book; embed, index, search.
 
 Heavy imports (Keras, TensorFlow) happen inside the sub-commands, so `tripletlib --help` is instant.
 User errors (a bad argument, a missing dataset) print one clear line and exit with status 2.
@@ -137,11 +137,7 @@ def _command_evaluate(args: argparse.Namespace) -> int:
             f"{args.search}"
         )
     _require_dataset(args.data)
-    if not (Path(args.model) / "config.json").is_file():
-        raise UsageError(
-            f"{args.model} is not a trained model folder: expected config.json and "
-            "embedder.weights.h5 written by `tripletlib train --out DIR`"
-        )
+    _require_model(args.model)
     from tripletlib.runs import evaluate_saved_model, save_evaluation
 
     metrics = evaluate_saved_model(
@@ -169,6 +165,59 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_model(model: str) -> None:
+    if not (Path(model) / "config.json").is_file():
+        raise UsageError(
+            f"{model} is not a trained model folder: expected config.json and "
+            "embedder.weights.h5 written by `tripletlib train --out DIR`"
+        )
+
+
+def _command_embed(args: argparse.Namespace) -> int:
+    _require_model(args.model)
+    from tripletlib import gallery
+
+    out = gallery.check_output(args.out, args.overwrite)
+    if out.suffix != ".npz":
+        raise UsageError(f"--out {out}: expected a file name ending with .npz")
+    found = gallery.embed_folder(args.model, args.images, recursive=not args.no_recursive,
+                                 progress=not args.quiet)  # fmt: skip
+    gallery.save_gallery(found, out, overwrite=args.overwrite)
+    print(f"embedded {len(found.paths)} images of {args.images} "
+          f"({found.embeddings.shape[1]} dimensions) into {out}")  # fmt: skip
+    return 0
+
+
+def _command_index(args: argparse.Namespace) -> int:
+    from tripletlib import gallery
+
+    out = gallery.build_index(args.embeddings, args.out, n_trees=args.trees,
+                              overwrite=args.overwrite)  # fmt: skip
+    print(f"Annoy index of {args.embeddings} ({args.trees} trees) written to {out} "
+          f"and {gallery.sidecar_path(out)}")  # fmt: skip
+    return 0
+
+
+def _command_search(args: argparse.Namespace) -> int:
+    _require_model(args.model)
+    from tripletlib import files, gallery
+
+    figure_path = None
+    if args.figure:
+        figure_path = gallery.check_output(args.figure, args.overwrite, "--figure")
+    hits = gallery.search(args.model, args.gallery, args.query, k=args.k)
+    print("rank  distance  path")
+    for hit in hits:
+        print(f"{hit.rank:>4}  {hit.distance:8.4f}  {hit.path}")
+    sys.stdout.flush()  # the list is out before the figure is written
+    if figure_path is not None:
+        figure = gallery.search_figure(args.query, hits)
+        with files.atomic_path(figure_path) as temporary:
+            figure.savefig(temporary, format=figure_path.suffix.lstrip(".") or "png")
+        print(f"figure written to {figure_path}")
+    return 0
+
+
 def _command_book(args: argparse.Namespace) -> int:
     overrides = _overrides_from_args(args)
     config.resolve_profile(args.profile, **overrides)  # a bad value fails before any notebook
@@ -190,8 +239,8 @@ def _require_dataset(data_root: str | None) -> None:
     if data_root is None or not Path(data_root).is_dir():
         raise UsageError(
             f"dataset folder {data_root!r} does not exist: point --data at a Market-1501 folder "
-            "(bounding_box_train/, bounding_box_test/, query/) or make one with "
-            "`tripletlib synth --out DIR`"
+            "(bounding_box_train/, bounding_box_test/, query/), a folder of people "
+            "(DIR/<person>/<images>) or make one with `tripletlib synth --out DIR`"
         )
 
 
@@ -404,6 +453,41 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--only", nargs="*",
                       help="run only notebooks whose name starts with these (default: all)")
     book.set_defaults(handler=_command_book)
+
+    embed = sub.add_parser("embed", help="embed a folder of your own images with a trained model",
+                           **options)
+    embed.add_argument("--model", required=True, help="a folder written by `tripletlib train`")
+    embed.add_argument("--images", required=True,
+                       help="folder of .jpg/.jpeg/.png/.bmp files, any names (sub-folders too)")
+    embed.add_argument("--out", required=True, help="the .npz file to write")
+    embed.add_argument("--no-recursive", action="store_true",
+                       help="only the folder's own files, not those of its sub-folders")
+    embed.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    embed.add_argument("--quiet", action="store_true", help="no progress bars")
+    embed.set_defaults(handler=_command_embed)
+
+    index = sub.add_parser("index", help="build an on-disk Annoy index of embedded images",
+                           **options)
+    index.add_argument("--embeddings", required=True, help="an .npz from `tripletlib embed`")
+    index.add_argument("--out", required=True,
+                       help="the index file to write (and OUT.json beside it), e.g. gallery.ann")
+    index.add_argument("--trees", type=_integer(1), default=50,
+                       help="Annoy trees: more is more accurate, larger and slower to build")
+    index.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --out and its OUT.json")
+    index.set_defaults(handler=_command_index)
+
+    search = sub.add_parser("search", help="the gallery images nearest to a query image",
+                            **options)
+    search.add_argument("--model", required=True, help="the run that embedded the gallery")
+    search.add_argument("--gallery", required=True,
+                        help="an .npz from `tripletlib embed` (exact search) or an index from "
+                        "`tripletlib index` (Annoy, memory-mapped)")
+    search.add_argument("--query", required=True, help="an image file")
+    search.add_argument("-k", type=_integer(1), default=10, help="how many images to list")
+    search.add_argument("--figure", help="also draw the ranked list into this PNG file")
+    search.add_argument("--overwrite", action="store_true", help="replace an existing --figure")
+    search.set_defaults(handler=_command_search)
     return parser
 
 

@@ -470,6 +470,17 @@ def validate_row(backbone: str, loss: str, mining: str) -> None:
 SYNTHETIC_MARKER = "tripletlib-synthetic.json"
 
 
+MARKET_FOLDERS = ("bounding_box_train", "bounding_box_test", "query")
+
+
 def dataset_kind(data_root: str | Path) -> str:
-    """'synthetic' when the folder carries the generator's marker file, else 'market1501'."""
-    return "synthetic" if (Path(data_root) / SYNTHETIC_MARKER).is_file() else "market1501"
+    """'synthetic' when the folder carries the generator's marker file, 'person-folders' for a
+    folder of sub-folders without any Market-1501 split folder (`data.dataset_layout`), else
+    'market1501'."""
+    root = Path(data_root)
+    if (root / SYNTHETIC_MARKER).is_file():
+        return "synthetic"
+    if not root.is_dir() or any((root / folder).is_dir() for folder in MARKET_FOLDERS):
+        return "market1501"
+    folders = any(entry.is_dir() and not entry.name.startswith(".") for entry in root.iterdir())
+    return "person-folders" if folders else "market1501"

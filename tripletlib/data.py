@@ -6,6 +6,11 @@ number and two-digit bounding-box index. `load_market1501` reads the three split
 `pandas.DataFrame` (one row per image) and reports every problem it finds in a single
 `MarketFormatError`. `load_splits` adds the decoded images: one `Split` per split, the one split
 type that training, evaluation and the notebooks share.
+
+A folder of people (``ROOT/<person>/<any name>.jpg|.png|.bmp``, no camera ids) loads into the same
+table (`load_person_folders`, `dataset_layout` tells the two apart): its people are split into
+training and test people, each test person's images into query and gallery, with a fixed seed, and
+every image gets a camera id of its own (`PERSON_FOLDERS_PROTOCOL`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from tripletlib import images
-from tripletlib.config import SYNTHETIC_MARKER
+from tripletlib.config import SYNTHETIC_MARKER, dataset_kind
 from tripletlib.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -398,6 +403,103 @@ class Split:
         return Split(self.images[rows], self.person_ids[rows], self.camera_ids[rows], metadata)
 
 
+# --- a folder of people, no camera ids -----------------------------------------------------------
+PERSON_FOLDERS = "person-folders"
+MARKET = "market"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+FOLDER_TEST_FRACTION = 0.5  # of the people: test identities, disjoint from the training ones
+FOLDER_QUERY_FRACTION = 0.2  # of each test person's images: queries (at least one, never all)
+FOLDER_SPLIT_SEED = 0  # fixed, so that train and evaluate see the same split
+PERSON_FOLDERS_PROTOCOL = (
+    "people sorted by folder name get ids 1..N; a seeded half of them (FOLDER_TEST_FRACTION, "
+    "rounded down) are test people, the others train; of each test person with two or more "
+    "images a seeded fifth (at least one, never all) are queries and the rest gallery; every "
+    "image has a camera id of its own, so the Market protocol's same-camera rule removes no "
+    "gallery image (market and naive give the same numbers) and a training positive is any "
+    "other image of the person"
+)
+
+
+def is_image_file(path: Path) -> bool:
+    """A file with an image suffix (`IMAGE_SUFFIXES`, any case) that is not hidden."""
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def dataset_layout(root: str | Path) -> str:
+    """`PERSON_FOLDERS` for a folder of sub-folders without any Market-1501 split folder
+    (`config.dataset_kind`), else `MARKET` (whose loader then says what is missing)."""
+    return PERSON_FOLDERS if dataset_kind(root) == PERSON_FOLDERS else MARKET
+
+
+def _person_images(root: Path) -> tuple[dict[str, list[Path]], list[tuple[str, str]]]:
+    people, problems = {}, []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or (entry.is_file() and _is_ignored(entry)):
+            continue
+        if not entry.is_dir():
+            problems.append((str(entry), "a file beside the person folders; expected ROOT/<person>/"))
+            continue
+        found = sorted(path for path in entry.rglob("*") if is_image_file(path))
+        if found:
+            people[entry.name] = found
+    return people, problems
+
+
+def load_person_folders(
+    root: str | Path, splits: Sequence[str] = DEFAULT_SPLITS, seed: int = FOLDER_SPLIT_SEED
+) -> pd.DataFrame:
+    """A folder of people as the metadata table of `load_market1501` (`PERSON_FOLDERS_PROTOCOL`).
+
+    Each person's images are found recursively below ``root/<person>/`` (`IMAGE_SUFFIXES`);
+    ``file_name`` is the path below `root`, ``person_name`` the folder name. Needs two people or
+    more, and a test person with two images; problems are one `MarketFormatError`.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise MarketFormatError(f"{root} is not a folder; expected ROOT/<person>/<image files>")
+    people, problems = _person_images(root)
+    names = sorted(people)
+    if len(names) < 2:
+        problems.append((str(root), f"{len(names)} person folder(s) with images "
+                         f"({', '.join(IMAGE_SUFFIXES)}); expected two or more"))  # fmt: skip
+    if problems:
+        raise MarketFormatError(f"{root} does not look like a folder of people", problems)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(names))
+    test_people = {names[i] for i in order[: max(1, int(len(names) * FOLDER_TEST_FRACTION))]}
+    rows, camera = [], 0
+    for person_id, name in enumerate(names, start=1):
+        paths = people[name]
+        query = set()
+        if name in test_people and len(paths) > 1:
+            count = min(len(paths) - 1, max(1, round(len(paths) * FOLDER_QUERY_FRACTION)))
+            query = {int(i) for i in rng.permutation(len(paths))[:count]}
+        for position, path in enumerate(paths):
+            camera += 1
+            split = "train" if name not in test_people else "query" if position in query else "gallery"
+            rows.append({
+                "file_name": path.relative_to(root).as_posix(), "file_path": str(path),
+                "person_id": person_id, "camera_id": camera, "sequence_id": 0, "frame_id": 0,
+                "bbox_index": 0, "split": split, "person_name": name,
+            })  # fmt: skip
+    table = pd.DataFrame(rows).astype(METADATA_COLUMNS)
+    empty = [split for split in splits if not (table["split"] == split).any()]
+    if empty:
+        raise MarketFormatError(
+            f"{root}: no {' or '.join(empty)} images under the folder split ({len(names)} people, "
+            f"{len(test_people)} of them test people); expected more people or images per person"
+        )
+    if "train" in splits and len(names) - len(test_people) < 2:
+        raise MarketFormatError(
+            f"{root}: {len(names) - len(test_people)} training person (of {len(names)} people); "
+            "expected four people or more to train on (two to evaluate)"
+        )
+    table = table[table["split"].isin(list(splits))]
+    table["_split_order"] = table["split"].map({split: i for i, split in enumerate(splits)})
+    table = table.sort_values(["_split_order", "file_name"], kind="stable")
+    return table.drop(columns="_split_order").reset_index(drop=True)
+
+
 def load_splits(
     data_root: str | Path,
     height: int,
@@ -412,9 +514,12 @@ def load_splits(
     "train" drops junk (-1) and distractor (0000) images, which have no identity to learn;
     "gallery" and "query" keep every image (the evaluation protocol needs them, Section 4.1).
     Images are decoded once into `cache_dir` (`images.load_image_array`). `metadata`, from an
-    earlier `load_market1501(data_root)`, saves reading the folders again.
+    earlier `load_market1501(data_root)`, saves reading the folders again. A folder of people
+    (`dataset_layout`) is split as `PERSON_FOLDERS_PROTOCOL` says.
     """
-    if metadata is None:
+    if metadata is None and dataset_layout(data_root) == PERSON_FOLDERS:
+        metadata = load_person_folders(data_root, splits)
+    elif metadata is None:
         metadata = load_market1501(data_root, splits=tuple(splits), progress=progress)
     result = {}
     for name in splits:

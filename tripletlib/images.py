@@ -62,7 +62,9 @@ def read_image(path: str, height: int, width: int) -> np.ndarray:
                 image = image.resize((width, height), Image.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(f"cannot decode image {path!r} ({error}); expected a JPEG") from error
+        raise ImageReadError(
+            f"cannot decode image {path!r} ({error}); expected a JPEG, PNG or BMP image"
+        ) from error
 
 
 def _decode_into(target: np.ndarray, paths: Sequence[str], progress: bool) -> None:

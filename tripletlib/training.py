@@ -695,7 +695,7 @@ def _check_data_root(data_root) -> Path:
             f"{', '.join(folders)} (`tripletlib synth --out DIR` writes a synthetic one)"
         )
     missing = [folder for folder in folders if not (root / folder).is_dir()]
-    if missing:
+    if missing and data.dataset_layout(root) != data.PERSON_FOLDERS:
         raise ValueError(f"dataset folder {str(root)!r} lacks the split folder(s) {missing}")
     return root.resolve()
 

@@ -274,6 +274,29 @@ def plot_ranked_lists(
     return figure
 
 
+def plot_search(
+    query_image: Any, gallery_images: Any, distances: Sequence[float], names: Sequence[str]
+) -> Figure:
+    """One query (black border) beside its ranked gallery images, each titled with its rank,
+    squared distance and name: a search of images without identity labels."""
+    query = _as_images(query_image, "query_image")[:1]
+    gallery = _as_images(gallery_images, "gallery_images")
+    if not len(distances) == len(names) == len(gallery):
+        raise ValueError(f"{len(gallery)} images, {len(distances)} distances, {len(names)} names; "
+                         "expected one of each per ranked image")  # fmt: skip
+    columns = len(gallery) + 1
+    figure = Figure(figsize=(1.3 * columns, 3.0))
+    axes = figure.add_subplot(1, columns, 1, label="query")
+    _show_image(axes, query[0], QUERY_BORDER, 4.0)
+    axes.set_title("query", fontsize=8)
+    for rank, (image, distance, name) in enumerate(zip(gallery, distances, names, strict=True)):
+        axes = figure.add_subplot(1, columns, rank + 2, label=f"rank {rank + 1}")
+        _show_image(axes, image, "grey", 2.0)
+        axes.set_title(f"{rank + 1}: {distance:.3f}\n{name[:14]}", fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
 def plot_cmc(
     curves: Mapping[str, Any], max_rank: int = 20, *, dataset: str | None = None
 ) -> Figure:
