@@ -506,3 +506,127 @@ def test_generation_killed_and_rerun(tmp_path, capsys):
     clean = tmp_path / "clean"
     generate_synthetic_market(clean, train_ids=30, test_ids=20, seed=3, progress=False)
     assert snapshot(out) == snapshot(clean)
+
+
+# ----------------------------------------------------------------------------- damaged files
+
+SMALL_ARGS = ["--set", "epochs=2", "--steps-per-epoch", "1", "--set", "offline_iterations=1",
+              "--set", "triplet_batch_size=4", "--set", "validation_identity_fraction=0.0"]
+
+
+def truncate(path: Path) -> None:
+    """Keep the first half of `path`'s bytes, as a full disk or a killed copy would."""
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path) -> Path:
+    """A copy of the finished tiny run, which `train ... SMALL_ARGS` reuses as it is."""
+    out = tmp_path / "run"
+    shutil.copytree(trained_run.out_dir, out)
+    return out
+
+
+@pytest.mark.parametrize("name", ["checkpoints/latest.json", "checkpoints/epoch-0002/state.npz",
+                                  "checkpoints/epoch-0002/model.weights.h5", "metrics.json"])
+def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(name, run_copy, tiny_market,
+                                                                     capsys):
+    """Resuming from a truncated state.npz was a BadZipFile traceback; a truncated weights
+    file, latest.json or metrics.json an h5py or JSON message without the path or the way out.
+    Now one line naming the file and --restart; the folder is left as it was."""
+    if name != "metrics.json":
+        (run_copy / "metrics.json").unlink()  # unfinished: train resumes from the checkpoint
+    truncate(run_copy / name)
+    before = snapshot(run_copy)
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(run_copy)]
+    assert main(command) == 2
+    line = error_line(capsys)
+    assert str(run_copy / name) in line and "is damaged" in line and "--restart" in line
+    assert snapshot(run_copy) == before
+
+
+def test_restart_is_the_way_out_of_a_damaged_checkpoint(run_copy, tiny_market, capsys):
+    (run_copy / "metrics.json").unlink()
+    truncate(run_copy / "checkpoints" / "epoch-0002" / "state.npz")
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(run_copy)]
+    assert main([*command, "--restart"]) == 0
+    assert (run_copy / "metrics.json").is_file()
+    assert main(command) == 0 and "already holds this finished run" in capsys.readouterr().out
+
+
+def test_a_damaged_config_json_names_overwrite(run_copy, tiny_market, capsys):
+    (run_copy / "config.json").write_text('{"row": "mildnet-triplet-off')
+    before = snapshot(run_copy)
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(run_copy)]
+    assert main(command) == 2
+    line = error_line(capsys)
+    assert str(run_copy / "config.json") in line and "--overwrite" in line
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "garbage weights", "config.json"])
+def test_evaluate_names_a_damaged_model_file(damage, run_copy, tiny_market, capsys):
+    weights = run_copy / runs.WEIGHTS_FILE
+    if damage == "truncated weights":
+        truncate(weights)
+    elif damage == "garbage weights":
+        weights.write_bytes(b"not an HDF5 file" * 100)
+    else:
+        (run_copy / "config.json").write_text("{")
+    damaged = run_copy / ("config.json" if damage == "config.json" else runs.WEIGHTS_FILE)
+    before = snapshot(run_copy)
+    assert main(["evaluate", "--model", str(run_copy), "--data", str(tiny_market), "--quiet"]) == 2
+    line = error_line(capsys)
+    assert str(damaged) in line and "is damaged" in line and "train the run again" in line
+    assert snapshot(run_copy) == before
+
+
+def test_every_reader_names_a_damaged_file(tmp_path):
+    """One helper (files.read_json, load_npz, load_weights) for every file read back."""
+    from tripletlib import book, comparisons, pretraining
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"a": ')
+    for read in (runs.RunMetrics.read, ):
+        (tmp_path / "metrics.json").write_text('{"row": ')
+        with pytest.raises(files.DamagedFileError, match="metrics.json is damaged"):
+            read(tmp_path)
+    with pytest.raises(files.DamagedFileError, match="broken.json is damaged.*seeds.py"):
+        comparisons.read_seed_record(broken)
+    (tmp_path / "book_run.json").write_text("[1, 2")
+    with pytest.raises(book.BookError, match="book_run.json is damaged"):
+        book._check_same_book(tmp_path, "ci", {}, 0)
+    start = tmp_path / "start.weights.h5"
+    start.write_bytes(b"x" * 64)
+    pretraining.start_record_path(start).write_text("{")
+    with pytest.raises(files.DamagedFileError, match="start.*json is damaged.*make_starts"):
+        pretraining.start_record("mildnet", start)
+    npz = tmp_path / "hard.npz"
+    files.save_npz_atomic(npz, anchors=np.arange(3), counts=np.ones(3), rows=np.arange(3))
+    truncate(npz)
+    with pytest.raises(files.DamagedFileError, match="hard.npz is damaged.*--restart"):
+        runs.load_hard_negatives(npz)
+
+
+def test_a_damaged_marker_is_named_and_replaced_with_overwrite(tmp_path, capsys):
+    """A truncated marker was refused, and `synth --overwrite` refused too. Now every reader
+    names it and --overwrite; the same synth command with --overwrite writes the set again."""
+    out = tmp_path / "set"
+    command = ["synth", "--out", str(out), *SYNTH_SMALL]
+    assert main(command) == 0
+    original = snapshot(out)
+    truncate(out / config.SYNTHETIC_MARKER)
+    capsys.readouterr()
+    assert main(["summary", "--data", str(out)]) == 2
+    line = error_line(capsys)
+    assert config.SYNTHETIC_MARKER in line and "is damaged" in line and "--overwrite" in line
+    before = snapshot(out)
+    assert main(command) == 2
+    assert "--overwrite" in error_line(capsys)
+    assert snapshot(out) == before
+    assert main([*command, "--overwrite"]) == 0
+    assert snapshot(out) == original
+
+
+SYNTH_SMALL = ["--train-ids", "3", "--test-ids", "2", "--quiet"]

@@ -9,7 +9,6 @@ Layout of OUTPUT_DIR: notebooks/ (executed copies), tables/, figures/, runs/, re
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +129,10 @@ def run_book(
 
         runs = table_runs(load_run_metrics(sorted((out_dir / "runs").glob("*/metrics.json"))))
         baseline_path = out_dir / "baseline.json"  # written by the notebooks (Workspace)
-        baseline = json.loads(baseline_path.read_text()) if baseline_path.is_file() else None
+        baseline = files.read_json(
+            baseline_path, "run the book again (Workspace.baseline_metrics writes it)",
+            missing_ok=True,
+        )  # fmt: skip
         result.tables = write_thesis_tables(runs, out_dir / "tables", baseline=baseline)
         total = time.perf_counter() - started
         files.write_json_atomic(
@@ -150,13 +152,15 @@ def _check_same_book(out_dir: Path, profile: str, overrides: dict, seed: int) ->
     record_path = out_dir / "book_run.json"
     if not record_path.is_file():
         return
+    from tripletlib import files
+
+    way_out = "remove it (or choose another --out) to run a book there"
     try:
-        record = json.loads(record_path.read_text())
-        earlier = (record["profile"], record.get("overrides") or {}, record["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise BookError(
-            f"{record_path} is damaged; remove it (or choose another --out) to run a book there"
-        ) from None
+        record = files.read_json(record_path, way_out)
+        with files.reading(record_path, way_out):
+            earlier = (record["profile"], record.get("overrides") or {}, record["seed"])
+    except files.DamagedFileError as error:
+        raise BookError(str(error)) from None
     if earlier != (profile, overrides, seed):
         raise BookError(
             f"{out_dir} holds the book of profile {earlier[0]!r} (overrides {earlier[1]}, seed "

@@ -11,7 +11,6 @@ type that training, evaluation and the notebooks share.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -25,7 +24,8 @@ from tqdm.auto import tqdm
 
 from tripletlib import images
 from tripletlib.config import SYNTHETIC_MARKER
-from tripletlib.files import atomic_path
+from tripletlib.files import DamagedFileError, atomic_path
+from tripletlib.files import read_json as read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -159,13 +159,19 @@ def read_synthetic_marker(root: str | Path) -> dict | None:
     path = Path(root).expanduser() / SYNTHETIC_MARKER
     if not path.is_file():
         return None
-    try:
-        marker = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise MarketFormatError(f"{path}: unreadable marker of a synthetic dataset ({error})") from None
+    marker = read_json_file(path, MARKER_WAY_OUT)
     if not isinstance(marker, dict):
-        raise MarketFormatError(f"{path}: expected a JSON object, the marker of a synthetic dataset")
+        raise DamagedFileError(
+            f"{path} is damaged (not a JSON object, the marker of a synthetic dataset); "
+            f"{MARKER_WAY_OUT}"
+        )
     return marker
+
+
+MARKER_WAY_OUT = (
+    "write the set again with the same `tripletlib synth` command and --overwrite "
+    "(overwrite=True)"
+)
 
 
 def files_digest(root: str | Path, files: dict[str, dict[str, int]]) -> str:

@@ -40,7 +40,7 @@ from tripletlib.data import (
     read_synthetic_marker,
     synthetic_file_problems,
 )
-from tripletlib.files import write_json_atomic
+from tripletlib.files import DamagedFileError, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -723,7 +723,12 @@ def _prepare_folder(out_dir: Path, settings: dict, overwrite: bool) -> bool:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file; expected a folder to write the dataset into")
     folders = {split: out_dir / SPLIT_FOLDERS[split] for split in SPLITS}
-    marker = read_synthetic_marker(out_dir)
+    try:
+        marker = read_synthetic_marker(out_dir)
+    except DamagedFileError:
+        if not overwrite:
+            raise
+        marker = {"settings": None}  # ours, but unreadable: replaced like another set
     if marker is None:
         existing = [path.name for path in folders.values() if path.exists()]
         if existing:

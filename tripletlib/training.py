@@ -206,7 +206,12 @@ def train_row(
         """The finished run of this config in out_dir, returned as it is (read only)."""
         if swapped or read_json(out_dir / "config.json") != run_config:
             return None
-        metrics = read_json(out_dir / "metrics.json")
+        try:
+            metrics = read_json(out_dir / "metrics.json")
+        except files.DamagedFileError:
+            if not resume:
+                return None  # --restart trains it again
+            raise
         return None if metrics is None else RunResult(row, out_dir, metrics, True, epochs, epochs)
 
     if (found := finished()) is not None:  # many readers at once (two notebooks) need no lock
@@ -573,21 +578,24 @@ class Trainer:
         pointer = read_json(self.checkpoint_dir / "latest.json")
         if pointer is None:
             return False
-        folder = self.checkpoint_dir / pointer["folder"]
-        self.model.load_weights(folder / "model.weights.h5")
+        with files.reading(self.checkpoint_dir / "latest.json", runs.RESTART):
+            folder = self.checkpoint_dir / str(pointer["folder"])
+        files.load_weights(self.model, folder / "model.weights.h5", runs.RESTART)
         variables = {f"optimizer_{i}": v for i, v in enumerate(self.model.optimizer.variables)}
         variables.update({f"seed_{i}": v for i, v in enumerate(self.seed_states)})
-        with np.load(folder / "state.npz") as state:
-            if sorted(state.files) != sorted(variables):
-                raise ValueError(
-                    f"checkpoint {folder} holds {len(state.files)} optimizer and random-state "
-                    f"arrays, this model has {len(variables)}; start again with resume=False"
-                )
+        state = files.load_npz(folder / "state.npz", runs.RESTART)
+        if sorted(state) != sorted(variables):
+            raise ValueError(
+                f"checkpoint {folder} holds {len(state)} optimizer and random-state arrays, this "
+                f"model has {len(variables)}; {runs.RESTART}"
+            )
+        with files.reading(folder / "state.npz", runs.RESTART):
             for key, variable in variables.items():
                 variable.assign(state[key])
-        self.epochs_completed = int(pointer["epochs_completed"])
-        self.train_seconds = float(pointer["train_seconds"])
-        self.images_seen = int(pointer["images_seen"])
+        with files.reading(self.checkpoint_dir / "latest.json", runs.RESTART):
+            self.epochs_completed = int(pointer["epochs_completed"])
+            self.train_seconds = float(pointer["train_seconds"])
+            self.images_seen = int(pointer["images_seen"])
         runs.truncate_history(self.out_dir / "history.csv", self.epochs_completed)
         return True
 
@@ -627,7 +635,8 @@ class _HistoryWriter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = {**(logs or {}), "epoch": epoch, "iteration": self.iteration}
         row = {key: _plain(logs.get(key)) for key in HISTORY_COLUMNS}
-        earlier = self.path.read_text() if self.path.is_file() else ""
+        with files.reading(self.path, runs.RESTART):
+            earlier = self.path.read_text() if self.path.is_file() else ""
         buffer = io.StringIO(newline="")
         writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
         if not earlier:
