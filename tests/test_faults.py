@@ -630,3 +630,43 @@ def test_a_damaged_marker_is_named_and_replaced_with_overwrite(tmp_path, capsys)
 
 
 SYNTH_SMALL = ["--train-ids", "3", "--test-ids", "2", "--quiet"]
+
+
+def test_synth_leaves_a_folder_that_is_not_a_dataset_alone(tmp_path, capsys):
+    """`synth --out` into the user's non-empty folder wrote the set among their files."""
+    out = tmp_path / "mine"
+    (out / "photos").mkdir(parents=True)
+    (out / "notes.txt").write_text("keep")
+    (out / "photos" / "a.jpg").write_bytes(b"jpeg")
+    before = snapshot(out)
+    assert main(["synth", "--out", str(out), *SYNTH_SMALL]) == 2
+    line = error_line(capsys)
+    assert "not empty" in line and "notes.txt" in line and "photos" in line
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == ["notes.txt",
+                                                                                  "photos"]
+
+
+@pytest.mark.parametrize("marker", ["complete", "unfinished"])
+def test_synth_overwrite_keeps_files_it_did_not_write(marker, tmp_path, capsys):
+    """`synth --overwrite` deleted files the user had added inside the split folders, without
+    naming them. Now it refuses, listing them; nothing is deleted."""
+    out = tmp_path / "set"
+    assert main(["synth", "--out", str(out), *SYNTH_SMALL]) == 0
+    if marker == "unfinished":
+        path = out / config.SYNTHETIC_MARKER
+        path.write_text(json.dumps({**json.loads(path.read_text()), "complete": False}))
+    (out / "query" / "my-notes.txt").write_text("keep")
+    (out / "bounding_box_test" / "0001_c1s1_999999_00.jpg").write_bytes(b"mine")
+    before = snapshot(out)
+    capsys.readouterr()
+    command = ["synth", "--out", str(out), *SYNTH_SMALL, "--seed", "5", "--overwrite"]
+    assert main(command) == 2
+    line = error_line(capsys)
+    assert "my-notes.txt" in line and "did not write" in line
+    if marker == "complete":  # recorded in no manifest: not ours either
+        assert "0001_c1s1_999999_00.jpg" in line
+    assert snapshot(out) == before
+    (out / "query" / "my-notes.txt").unlink()
+    (out / "bounding_box_test" / "0001_c1s1_999999_00.jpg").unlink()
+    assert main(command) == 0
+    assert json.loads((out / config.SYNTHETIC_MARKER).read_text())["settings"]["seed"] == 5

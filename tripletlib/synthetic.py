@@ -20,7 +20,6 @@ import itertools
 import logging
 import multiprocessing
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,10 @@ from tripletlib.data import (
     DISTRACTOR_ID,
     JUNK_ID,
     SPLIT_FOLDERS,
+    MarketFormatError,
     files_digest,
     format_market_name,
+    parse_market_name,
     read_synthetic_marker,
     synthetic_file_problems,
 )
@@ -730,11 +731,12 @@ def _prepare_folder(out_dir: Path, settings: dict, overwrite: bool) -> bool:
             raise
         marker = {"settings": None}  # ours, but unreadable: replaced like another set
     if marker is None:
-        existing = [path.name for path in folders.values() if path.exists()]
+        existing = sorted(out_dir.iterdir()) if out_dir.is_dir() else []
         if existing:
             raise ValueError(
-                f"{out_dir} holds {existing} without {SYNTHETIC_MARKER}, so it was not written by "
-                "generate_synthetic_market and is left alone; choose an empty or new folder"
+                f"{out_dir} is not empty ({_listed(existing, out_dir)}) and holds no "
+                f"{SYNTHETIC_MARKER}, so it was not written by generate_synthetic_market and is "
+                "left alone; choose an empty or new folder"
             )
         return False
     earlier = marker.get("settings")
@@ -761,9 +763,44 @@ def _prepare_folder(out_dir: Path, settings: dict, overwrite: bool) -> bool:
                 f"{out_dir} holds this synthetic dataset, but {len(problems)} file(s) changed "
                 f"since it was written (e.g. {path}: {reason}); {way_out}"
             )
-    for folder in folders.values():
-        shutil.rmtree(folder, ignore_errors=True)
+    ours, foreign = _split_own_files(out_dir, marker, folders.values())
+    if foreign:
+        raise ValueError(
+            f"{out_dir} holds {len(foreign)} file(s) in its split folders that the generator did "
+            f"not write ({_listed(foreign, out_dir)}); move them out to let it write the set "
+            "again, or choose another folder"
+        )
+    for path in ours:
+        path.unlink()
     return False
+
+
+def _split_own_files(out_dir: Path, marker: dict, folders) -> tuple[list[Path], list[Path]]:
+    """The split folders' entries the generator wrote (named in the marker's manifest, or, for a
+    generation that did not finish, with a Market-1501 image name) and the others."""
+    recorded = marker.get("files") if isinstance(marker.get("files"), dict) else None
+    ours, foreign = [], []
+    for folder in folders:
+        names = recorded.get(folder.name, {}) if recorded is not None else None
+        for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+            own = _is_market_image(path) if names is None else path.name in names
+            (ours if own and path.is_file() else foreign).append(path)
+    return ours, foreign
+
+
+def _is_market_image(path: Path) -> bool:
+    try:
+        parse_market_name(path.name)
+    except MarketFormatError:
+        return False
+    return path.suffix == ".jpg"
+
+
+def _listed(paths: list[Path], root: Path, most: int = 5) -> str:
+    """A few of `paths`, relative to `root`, and how many more."""
+    names = [str(path.relative_to(root)) for path in paths[:most]]
+    more = f" and {len(paths) - most} more" if len(paths) > most else ""
+    return ", ".join(names) + more
 
 
 def _manifest(out_dir: Path) -> dict[str, dict[str, int]]:
