@@ -670,3 +670,35 @@ def test_synth_overwrite_keeps_files_it_did_not_write(marker, tmp_path, capsys):
     (out / "bounding_box_test" / "0001_c1s1_999999_00.jpg").unlink()
     assert main(command) == 0
     assert json.loads((out / config.SYNTHETIC_MARKER).read_text())["settings"]["seed"] == 5
+
+
+def test_a_bad_set_value_fails_before_any_file_is_written(tiny_market, tmp_path, capsys):
+    """`--set weights=foo` failed after config.json was written, so the corrected command was
+    refused as "another config". Now nothing is written and the corrected command trains."""
+    out = tmp_path / "run"
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(out)]
+    assert main([*command, "--set", "weights=foo"]) == 2
+    line = error_line(capsys)
+    assert "weights" in line and "'foo'" in line
+    assert not out.exists()
+    assert main([*command, "--set", "weights=none"]) == 0
+    assert (out / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_run_that_fails_before_training_leaves_the_folder_as_found(existing, plain_market,
+                                                                     tmp_path, capsys):
+    """A one-image-per-identity offline run left config.json and checkpoints/ behind."""
+    train = plain_market / "bounding_box_train"
+    seen = set()
+    for path in sorted(train.iterdir()):
+        if path.name[:4] in seen:
+            path.unlink()
+        seen.add(path.name[:4])
+    out = tmp_path / "run"
+    if existing:
+        out.mkdir()
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(plain_market), "--out", str(out)]
+    assert main(command) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert (sorted(out.iterdir()) == []) if existing else not out.exists()

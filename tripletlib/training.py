@@ -200,6 +200,8 @@ def train_row(
     swapped = sorted(name for name, value in swaps.items() if value is not None)
     run_config = run_config_of(backbone, loss, mining, profile, seed, data_root, swapped)
     epochs = total_epochs(profile)
+    if build_embedder is None:  # a bad --set value (weights=foo) fails before any file is written
+        models.check_embedder_options(backbone, **profile.embedder_options())
     runs.check_run_folder(out_dir, run_config, overwrite)
 
     def finished() -> RunResult | None:
@@ -231,7 +233,8 @@ def train_row(
     train = splits["train"].subset(np.flatnonzero(~is_held_out))
     validation = splits["train"].subset(np.flatnonzero(is_held_out)) if len(held_out) else None
     # The inputs are fine: now touch out_dir, one command at a time (files.folder_lock).
-    with files.folder_lock(out_dir, f"train {row}"):
+    # A failure before the first checkpoint leaves a new or empty out_dir new or empty again.
+    with _left_as_found(out_dir), files.folder_lock(out_dir, f"train {row}"), _undone(out_dir):
         if (found := finished()) is not None:  # finished while this one read the data
             return found
         runs.check_run_folder(out_dir, run_config, overwrite)  # again: another may have written
@@ -303,6 +306,36 @@ def train_row(
         return RunResult(
             row, out_dir, metrics.to_dict(), False, epochs, epochs, trainer.phase_seconds
         )
+
+
+@contextlib.contextmanager
+def _left_as_found(out_dir: Path) -> Iterator[None]:
+    """A folder that did not exist and is empty after a failed block is removed again."""
+    created = not out_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+
+
+@contextlib.contextmanager
+def _undone(out_dir: Path) -> Iterator[None]:
+    """When the block fails before a checkpoint exists, empty a folder that was empty (but for
+    the lock of `files.folder_lock`, held around it) when the block began."""
+    fresh = not any(path.name != files.LOCK_FILE for path in out_dir.iterdir())
+    try:
+        yield
+    except BaseException:
+        if fresh and not (out_dir / "checkpoints" / "latest.json").is_file():
+            for path in out_dir.iterdir():
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.name != files.LOCK_FILE:
+                    path.unlink(missing_ok=True)
+        raise
 
 
 class Trainer:
