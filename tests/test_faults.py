@@ -702,3 +702,43 @@ def test_a_run_that_fails_before_training_leaves_the_folder_as_found(existing, p
     assert main(command) == 2
     assert "Traceback" not in capsys.readouterr().err
     assert (sorted(out.iterdir()) == []) if existing else not out.exists()
+
+
+def test_evaluate_on_a_read_only_file_system_prints_first(trained_run, tiny_market, tmp_path,
+                                                           capsys, monkeypatch):
+    """`evaluate` wrote its image cache beside the model before computing anything: on a
+    read-only or full file system it printed no metric. Now the cache beside the model is only
+    read; the metrics are printed, then the one write fails in one line."""
+    from tripletlib import images
+
+    model = tmp_path / "ro" / "model"
+    shutil.copytree(trained_run.out_dir, model)
+    before = snapshot(tmp_path)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path))
+
+    monkeypatch.setattr(images.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(runs, "write_json_atomic", read_only)
+    assert main(["evaluate", "--model", str(model), "--data", str(tiny_market), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "mAP:" in captured.out and "queries evaluated" in captured.out
+    assert captured.err.startswith("tripletlib evaluate: error: Read-only file system")
+    assert snapshot(tmp_path) == before and not (tmp_path / "ro" / ".cache").exists()
+
+
+@pytest.mark.parametrize("cache", ["none", "elsewhere"])
+def test_evaluate_cache_dir(cache, trained_run, tiny_market, tmp_path, capsys):
+    """--cache-dir none writes no cache; --cache-dir DIR writes it there, not beside the model."""
+    model = tmp_path / "models" / "model"
+    shutil.copytree(trained_run.out_dir, model)
+    before = snapshot(model)
+    elsewhere = tmp_path / "cache"
+    option = "none" if cache == "none" else str(elsewhere)
+    command = ["evaluate", "--model", str(model), "--data", str(tiny_market), "--quiet"]
+    assert main([*command, "--cache-dir", option]) == 0
+    assert "mAP:" in capsys.readouterr().out
+    written = set(snapshot(model)) - set(before)
+    assert len(written) == 1 and written.pop().startswith("evaluation_")
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["model"]
+    assert list(elsewhere.glob("images_*.npy")) if cache == "elsewhere" else not elsewhere.exists()

@@ -139,6 +139,14 @@ def _command_evaluate(args: argparse.Namespace) -> int:
         )
     from tripletlib.runs import evaluate_saved_model, save_evaluation
 
+    # The cache of `train` beside the model is only read (a read-only folder works); --cache-dir
+    # DIR reads and writes DIR; --cache-dir none decodes every image in memory.
+    cache_dir, write_cache = Path(args.model).resolve().parent / ".cache", False
+    if args.cache_dir is not None and args.cache_dir.lower() == "none":
+        cache_dir = None
+    elif args.cache_dir is not None:
+        _require_folder_or_nothing(args.cache_dir, "--cache-dir")
+        cache_dir, write_cache = Path(args.cache_dir), True
     metrics = evaluate_saved_model(
         args.model,
         args.data,
@@ -146,6 +154,8 @@ def _command_evaluate(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         progress=not args.quiet,
         save=False,
+        cache_dir=cache_dir,
+        write_cache=write_cache,
     )
     for key in ("rank1", "rank5", "mAP"):
         print(f"{key:>6}: {100 * metrics[key]:.1f} %")
@@ -357,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--protocol", choices=["market", "naive"], default="market",
                           help="market: same-camera matches and junk ignored (Section 4.1); "
                           "naive: every gallery image counts")
+    evaluate.add_argument("--cache-dir", help="folder for the decoded images, or 'none' (default: "
+                          "read the cache beside --model's folder, write none)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=_command_evaluate)
 

@@ -412,12 +412,14 @@ def load_splits(
     splits: Sequence[str] = DEFAULT_SPLITS,
     metadata: pd.DataFrame | None = None,
     progress: bool = False,
+    write_cache: bool = True,
 ) -> dict[str, Split]:
     """The `splits` of a Market-1501 folder with their images decoded at `height` x `width`.
 
     "train" drops junk (-1) and distractor (0000) images, which have no identity to learn;
     "gallery" and "query" keep every image (the evaluation protocol needs them, Section 4.1).
-    Images are decoded once into `cache_dir` (`images.load_image_array`). `metadata`, from an
+    Images are decoded once into `cache_dir` (`images.load_image_array`; with `write_cache=False`
+    a cache there is read, a missing one decoded in memory). `metadata`, from an
     earlier `load_market1501(data_root)`, saves reading the folders again.
     """
     if metadata is None:
@@ -430,7 +432,9 @@ def load_splits(
         rows = rows.reset_index(drop=True)
         if rows.empty:
             raise ValueError(f"{data_root}: {SPLIT_FOLDERS[name]}/ has no usable images")
-        pixels = images.load_image_array(rows, height, width, cache_dir, progress=progress)
+        pixels = images.load_image_array(
+            rows, height, width, cache_dir, progress=progress, write=write_cache
+        )
         person_ids, camera_ids = (rows[c].to_numpy(np.int64) for c in ("person_id", "camera_id"))
         result[name] = Split(pixels, person_ids, camera_ids, rows)
     return result

@@ -367,19 +367,22 @@ def evaluate_saved_model(
     annoy_neighbours: int = 100,
     progress: bool = True,
     save: bool = True,
+    cache_dir: str | Path | None = None,
+    write_cache: bool = True,
 ) -> dict[str, Any]:
     """`tripletlib evaluate`: metrics of a trained run on `data_root`'s query and gallery, exact
     search or Annoy (`retrieval.distance_matrix`); with `save` also written beside the model
     (`save_evaluation`; ``metrics["path"]``). The command line prints before it saves.
-    `search_seconds` times the search and the ranking."""
+    `search_seconds` times the search and the ranking. Decoded images are kept in `cache_dir`
+    (None: no cache; `write_cache=False`: an existing cache is read, nothing is written)."""
     if search not in ("exact", "annoy"):
         raise ValueError(f"search must be 'exact' or 'annoy', got {search!r}")
     run_dir = Path(run_dir)
     embedder = load_embedder(run_dir)  # checks config.json and the weights
     profile = run_profile(read_run_config(run_dir))
     splits = data.load_splits(
-        data_root, profile.image_height, profile.image_width, cache_dir=run_dir.parent / ".cache",
-        splits=("gallery", "query"), progress=progress,
+        data_root, profile.image_height, profile.image_width, cache_dir=cache_dir,
+        splits=("gallery", "query"), progress=progress, write_cache=write_cache,
     )  # fmt: skip
     query, gallery = splits["query"], splits["gallery"]
     query_embeddings, gallery_embeddings = (
