@@ -742,3 +742,51 @@ def test_evaluate_cache_dir(cache, trained_run, tiny_market, tmp_path, capsys):
     assert len(written) == 1 and written.pop().startswith("evaluation_")
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["model"]
     assert list(elsewhere.glob("images_*.npy")) if cache == "elsewhere" else not elsewhere.exists()
+
+
+def children_of(pid: int) -> list[int]:
+    """The live (not zombie) processes whose parent is `pid` (Linux: /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_synth_ends_its_workers(kill, tmp_path):
+    """SIGKILL of `synth --workers 2` left its drawing processes running."""
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tripletlib", "synth", "--out", str(out), "--train-ids", "60",
+         "--test-ids", "40", "--workers", "2", "--quiet"], stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    started = time.monotonic()
+    while len(list(out.glob("*/*.jpg"))) < 20 and process.poll() is None:
+        assert time.monotonic() - started < 120
+        time.sleep(0.01)
+    workers = children_of(process.pid)
+    assert len(workers) >= 2, "the workers had not started"
+    process.send_signal(kill)
+    process.wait()
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:  # do not leave them behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], f"workers {left} outlived synth"
+    assert json.loads((out / config.SYNTHETIC_MARKER).read_text())["complete"] is False

@@ -20,6 +20,8 @@ import itertools
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -674,8 +676,19 @@ def render_image(
 _WORKER_STATE: dict = {}
 
 
-def _start_worker(looks: list[Look], out_dir: str, height: int, width: int, occlusion: float):
+def _start_worker(looks: list[Look], out_dir: str, height: int, width: int, occlusion: float,
+                  parent: int | None = None):  # fmt: skip
     _WORKER_STATE.update(looks=looks, out_dir=out_dir, size=(height, width), occlusion=occlusion)
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int, interval: float = 0.2) -> None:
+    """End this worker when the process that started it is gone (killed: SIGKILL, SIGTERM), so
+    that no drawing process outlives `synth`."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
 
 
 def _write_images(rows: list[tuple]) -> int:
@@ -907,6 +920,7 @@ def generate_synthetic_market(
                 bar.update(_write_images(chunk))
         else:  # "spawn" is safe even when TensorFlow's threads run in this process
             context = multiprocessing.get_context("spawn")
+            state = (*state, os.getpid())  # each worker ends when this process is gone
             with ProcessPoolExecutor(workers, context, _start_worker, state) as pool:
                 for done in pool.map(_write_images, chunks):
                     bar.update(done)
