@@ -627,6 +627,12 @@ def test_a_damaged_marker_is_named_and_replaced_with_overwrite(tmp_path, capsys)
     assert snapshot(out) == before
     assert main([*command, "--overwrite"]) == 0
     assert snapshot(out) == original
+    marker = out / config.SYNTHETIC_MARKER  # valid JSON, but not a manifest
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "files": {"query": 5}}))
+    assert main(["summary", "--data", str(out)]) == 2
+    assert "is damaged" in error_line(capsys)
+    assert main([*command, "--overwrite"]) == 0
+    assert snapshot(out) == original
 
 
 SYNTH_SMALL = ["--train-ids", "3", "--test-ids", "2", "--quiet"]

@@ -160,10 +160,14 @@ def read_synthetic_marker(root: str | Path) -> dict | None:
     if not path.is_file():
         return None
     marker = read_json_file(path, MARKER_WAY_OUT)
-    if not isinstance(marker, dict):
+    recorded = marker.get("files", {}) if isinstance(marker, dict) else None
+    if not isinstance(recorded, dict) or not all(
+        isinstance(sizes, dict) and all(isinstance(size, int) for size in sizes.values())
+        for sizes in recorded.values()
+    ):
         raise DamagedFileError(
-            f"{path} is damaged (not a JSON object, the marker of a synthetic dataset); "
-            f"{MARKER_WAY_OUT}"
+            f"{path} is damaged (not the marker of a synthetic dataset: a JSON object whose "
+            f"'files' maps each folder to its files' sizes); {MARKER_WAY_OUT}"
         )
     return marker
 
