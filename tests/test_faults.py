@@ -796,3 +796,15 @@ def test_killing_synth_ends_its_workers(kill, tmp_path):
         os.kill(pid, signal.SIGKILL)
     assert left == [], f"workers {left} outlived synth"
     assert json.loads((out / config.SYNTHETIC_MARKER).read_text())["complete"] is False
+
+
+def test_book_checks_its_set_values_before_it_writes(tmp_path):
+    """`book --set weights=foo` made its folder and ran notebooks until one built an embedder."""
+    from tripletlib.book import run_book
+
+    out = tmp_path / "book"
+    with pytest.raises(ValueError, match="weights.*'foo'"):
+        run_book(profile="ci", overrides={"weights": "foo"}, out_dir=out,
+                 book_dir=Path(__file__).resolve().parents[1] / "book", only=["no-such-notebook"],
+                 progress=False)  # fmt: skip
+    assert not out.exists()

@@ -76,13 +76,16 @@ def run_book(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from tripletlib import files
-    from tripletlib.config import resolve_profile
+    from tripletlib import files, models
+    from tripletlib.config import BACKBONE_CHOICES, resolve_profile
     from tripletlib.pretraining import check_profile_starts
     from tripletlib.tables import load_run_metrics, table_runs, write_thesis_tables
 
-    # An unknown name, a bad value or a missing label-free start: no notebook runs.
-    check_profile_starts(resolve_profile(profile, **(overrides or {})))
+    # An unknown name, a bad value (weights=foo) or a missing label-free start: nothing is written.
+    resolved = resolve_profile(profile, **(overrides or {}))
+    check_profile_starts(resolved)
+    for backbone in BACKBONE_CHOICES:
+        models.check_embedder_options(backbone, **resolved.embedder_options())
     out_dir = Path(out_dir).resolve()
     with files.folder_lock(out_dir, f"book --profile {profile}"):  # one command at a time
         _check_same_book(out_dir, profile, overrides or {}, seed)
