@@ -506,3 +506,305 @@ def test_generation_killed_and_rerun(tmp_path, capsys):
     clean = tmp_path / "clean"
     generate_synthetic_market(clean, train_ids=30, test_ids=20, seed=3, progress=False)
     assert snapshot(out) == snapshot(clean)
+
+
+# ----------------------------------------------------------------------------- damaged files
+
+SMALL_ARGS = ["--set", "epochs=2", "--steps-per-epoch", "1", "--set", "offline_iterations=1",
+              "--set", "triplet_batch_size=4", "--set", "validation_identity_fraction=0.0"]
+
+
+def truncate(path: Path) -> None:
+    """Keep the first half of `path`'s bytes, as a full disk or a killed copy would."""
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path) -> Path:
+    """A copy of the finished tiny run, which `train ... SMALL_ARGS` reuses as it is."""
+    out = tmp_path / "run"
+    shutil.copytree(trained_run.out_dir, out)
+    return out
+
+
+@pytest.mark.parametrize("name", ["checkpoints/latest.json", "checkpoints/epoch-0002/state.npz",
+                                  "checkpoints/epoch-0002/model.weights.h5", "metrics.json"])
+def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(name, run_copy, tiny_market,
+                                                                     capsys):
+    """Resuming from a truncated state.npz was a BadZipFile traceback; a truncated weights
+    file, latest.json or metrics.json an h5py or JSON message without the path or the way out.
+    Now one line naming the file and --restart; the folder is left as it was."""
+    if name != "metrics.json":
+        (run_copy / "metrics.json").unlink()  # unfinished: train resumes from the checkpoint
+    truncate(run_copy / name)
+    before = snapshot(run_copy)
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(run_copy)]
+    assert main(command) == 2
+    line = error_line(capsys)
+    assert str(run_copy / name) in line and "is damaged" in line and "--restart" in line
+    assert snapshot(run_copy) == before
+
+
+def test_restart_is_the_way_out_of_a_damaged_checkpoint(run_copy, tiny_market, capsys):
+    (run_copy / "metrics.json").unlink()
+    truncate(run_copy / "checkpoints" / "epoch-0002" / "state.npz")
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(run_copy)]
+    assert main([*command, "--restart"]) == 0
+    assert (run_copy / "metrics.json").is_file()
+    assert main(command) == 0 and "already holds this finished run" in capsys.readouterr().out
+
+
+def test_a_damaged_config_json_names_overwrite(run_copy, tiny_market, capsys):
+    (run_copy / "config.json").write_text('{"row": "mildnet-triplet-off')
+    before = snapshot(run_copy)
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(run_copy)]
+    assert main(command) == 2
+    line = error_line(capsys)
+    assert str(run_copy / "config.json") in line and "--overwrite" in line
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "garbage weights", "config.json"])
+def test_evaluate_names_a_damaged_model_file(damage, run_copy, tiny_market, capsys):
+    weights = run_copy / runs.WEIGHTS_FILE
+    if damage == "truncated weights":
+        truncate(weights)
+    elif damage == "garbage weights":
+        weights.write_bytes(b"not an HDF5 file" * 100)
+    else:
+        (run_copy / "config.json").write_text("{")
+    damaged = run_copy / ("config.json" if damage == "config.json" else runs.WEIGHTS_FILE)
+    before = snapshot(run_copy)
+    assert main(["evaluate", "--model", str(run_copy), "--data", str(tiny_market), "--quiet"]) == 2
+    line = error_line(capsys)
+    assert str(damaged) in line and "is damaged" in line and "train the run again" in line
+    assert snapshot(run_copy) == before
+
+
+def test_every_reader_names_a_damaged_file(tmp_path):
+    """One helper (files.read_json, load_npz, load_weights) for every file read back."""
+    from tripletlib import book, comparisons, pretraining
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"a": ')
+    for read in (runs.RunMetrics.read, ):
+        (tmp_path / "metrics.json").write_text('{"row": ')
+        with pytest.raises(files.DamagedFileError, match="metrics.json is damaged"):
+            read(tmp_path)
+    with pytest.raises(files.DamagedFileError, match="broken.json is damaged.*seeds.py"):
+        comparisons.read_seed_record(broken)
+    (tmp_path / "book_run.json").write_text("[1, 2")
+    with pytest.raises(book.BookError, match="book_run.json is damaged"):
+        book._check_same_book(tmp_path, "ci", {}, 0)
+    start = tmp_path / "start.weights.h5"
+    start.write_bytes(b"x" * 64)
+    pretraining.start_record_path(start).write_text("{")
+    with pytest.raises(files.DamagedFileError, match="start.*json is damaged.*make_starts"):
+        pretraining.start_record("mildnet", start)
+    npz = tmp_path / "hard.npz"
+    files.save_npz_atomic(npz, anchors=np.arange(3), counts=np.ones(3), rows=np.arange(3))
+    truncate(npz)
+    with pytest.raises(files.DamagedFileError, match="hard.npz is damaged.*--restart"):
+        runs.load_hard_negatives(npz)
+
+
+def test_a_damaged_marker_is_named_and_replaced_with_overwrite(tmp_path, capsys):
+    """A truncated marker was refused, and `synth --overwrite` refused too. Now every reader
+    names it and --overwrite; the same synth command with --overwrite writes the set again."""
+    out = tmp_path / "set"
+    command = ["synth", "--out", str(out), *SYNTH_SMALL]
+    assert main(command) == 0
+    original = snapshot(out)
+    truncate(out / config.SYNTHETIC_MARKER)
+    capsys.readouterr()
+    assert main(["summary", "--data", str(out)]) == 2
+    line = error_line(capsys)
+    assert config.SYNTHETIC_MARKER in line and "is damaged" in line and "--overwrite" in line
+    before = snapshot(out)
+    assert main(command) == 2
+    assert "--overwrite" in error_line(capsys)
+    assert snapshot(out) == before
+    assert main([*command, "--overwrite"]) == 0
+    assert snapshot(out) == original
+    marker = out / config.SYNTHETIC_MARKER  # valid JSON, but not a manifest
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "files": {"query": 5}}))
+    assert main(["summary", "--data", str(out)]) == 2
+    assert "is damaged" in error_line(capsys)
+    assert main([*command, "--overwrite"]) == 0
+    assert snapshot(out) == original
+
+
+SYNTH_SMALL = ["--train-ids", "3", "--test-ids", "2", "--quiet"]
+
+
+def test_synth_leaves_a_folder_that_is_not_a_dataset_alone(tmp_path, capsys):
+    """`synth --out` into the user's non-empty folder wrote the set among their files."""
+    out = tmp_path / "mine"
+    (out / "photos").mkdir(parents=True)
+    (out / "notes.txt").write_text("keep")
+    (out / "photos" / "a.jpg").write_bytes(b"jpeg")
+    before = snapshot(out)
+    assert main(["synth", "--out", str(out), *SYNTH_SMALL]) == 2
+    line = error_line(capsys)
+    assert "not empty" in line and "notes.txt" in line and "photos" in line
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == ["notes.txt",
+                                                                                  "photos"]
+
+
+@pytest.mark.parametrize("marker", ["complete", "unfinished"])
+def test_synth_overwrite_keeps_files_it_did_not_write(marker, tmp_path, capsys):
+    """`synth --overwrite` deleted files the user had added inside the split folders, without
+    naming them. Now it refuses, listing them; nothing is deleted."""
+    out = tmp_path / "set"
+    assert main(["synth", "--out", str(out), *SYNTH_SMALL]) == 0
+    if marker == "unfinished":
+        path = out / config.SYNTHETIC_MARKER
+        path.write_text(json.dumps({**json.loads(path.read_text()), "complete": False}))
+    (out / "query" / "my-notes.txt").write_text("keep")
+    (out / "bounding_box_test" / "0001_c1s1_999999_00.jpg").write_bytes(b"mine")
+    before = snapshot(out)
+    capsys.readouterr()
+    command = ["synth", "--out", str(out), *SYNTH_SMALL, "--seed", "5", "--overwrite"]
+    assert main(command) == 2
+    line = error_line(capsys)
+    assert "my-notes.txt" in line and "did not write" in line
+    if marker == "complete":  # recorded in no manifest: not ours either
+        assert "0001_c1s1_999999_00.jpg" in line
+    assert snapshot(out) == before
+    (out / "query" / "my-notes.txt").unlink()
+    (out / "bounding_box_test" / "0001_c1s1_999999_00.jpg").unlink()
+    assert main(command) == 0
+    assert json.loads((out / config.SYNTHETIC_MARKER).read_text())["settings"]["seed"] == 5
+
+
+def test_a_bad_set_value_fails_before_any_file_is_written(tiny_market, tmp_path, capsys):
+    """`--set weights=foo` failed after config.json was written, so the corrected command was
+    refused as "another config". Now nothing is written and the corrected command trains."""
+    out = tmp_path / "run"
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(out)]
+    assert main([*command, "--set", "weights=foo"]) == 2
+    line = error_line(capsys)
+    assert "weights" in line and "'foo'" in line
+    assert not out.exists()
+    assert main([*command, "--set", "weights=none"]) == 0
+    assert (out / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_run_that_fails_before_training_leaves_the_folder_as_found(existing, plain_market,
+                                                                     tmp_path, capsys):
+    """A one-image-per-identity offline run left config.json and checkpoints/ behind."""
+    train = plain_market / "bounding_box_train"
+    seen = set()
+    for path in sorted(train.iterdir()):
+        if path.name[:4] in seen:
+            path.unlink()
+        seen.add(path.name[:4])
+    out = tmp_path / "run"
+    if existing:
+        out.mkdir()
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(plain_market), "--out", str(out)]
+    assert main(command) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert (sorted(out.iterdir()) == []) if existing else not out.exists()
+
+
+def test_evaluate_on_a_read_only_file_system_prints_first(trained_run, tiny_market, tmp_path,
+                                                           capsys, monkeypatch):
+    """`evaluate` wrote its image cache beside the model before computing anything: on a
+    read-only or full file system it printed no metric. Now the cache beside the model is only
+    read; the metrics are printed, then the one write fails in one line."""
+    from tripletlib import images
+
+    model = tmp_path / "ro" / "model"
+    shutil.copytree(trained_run.out_dir, model)
+    before = snapshot(tmp_path)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path))
+
+    monkeypatch.setattr(images.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(runs, "write_json_atomic", read_only)
+    assert main(["evaluate", "--model", str(model), "--data", str(tiny_market), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "mAP:" in captured.out and "queries evaluated" in captured.out
+    assert captured.err.startswith("tripletlib evaluate: error: Read-only file system")
+    assert snapshot(tmp_path) == before and not (tmp_path / "ro" / ".cache").exists()
+
+
+@pytest.mark.parametrize("cache", ["none", "elsewhere"])
+def test_evaluate_cache_dir(cache, trained_run, tiny_market, tmp_path, capsys):
+    """--cache-dir none writes no cache; --cache-dir DIR writes it there, not beside the model."""
+    model = tmp_path / "models" / "model"
+    shutil.copytree(trained_run.out_dir, model)
+    before = snapshot(model)
+    elsewhere = tmp_path / "cache"
+    option = "none" if cache == "none" else str(elsewhere)
+    command = ["evaluate", "--model", str(model), "--data", str(tiny_market), "--quiet"]
+    assert main([*command, "--cache-dir", option]) == 0
+    assert "mAP:" in capsys.readouterr().out
+    written = set(snapshot(model)) - set(before)
+    assert len(written) == 1 and written.pop().startswith("evaluation_")
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["model"]
+    assert list(elsewhere.glob("images_*.npy")) if cache == "elsewhere" else not elsewhere.exists()
+
+
+def children_of(pid: int) -> list[int]:
+    """The live (not zombie) processes whose parent is `pid` (Linux: /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_synth_ends_its_workers(kill, tmp_path):
+    """SIGKILL of `synth --workers 2` left its drawing processes running."""
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tripletlib", "synth", "--out", str(out), "--train-ids", "60",
+         "--test-ids", "40", "--workers", "2", "--quiet"], stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    started = time.monotonic()
+    while len(list(out.glob("*/*.jpg"))) < 20 and process.poll() is None:
+        assert time.monotonic() - started < 120
+        time.sleep(0.01)
+    workers = children_of(process.pid)
+    assert len(workers) >= 2, "the workers had not started"
+    process.send_signal(kill)
+    process.wait()
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:  # do not leave them behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], f"workers {left} outlived synth"
+    assert json.loads((out / config.SYNTHETIC_MARKER).read_text())["complete"] is False
+
+
+def test_book_checks_its_set_values_before_it_writes(tmp_path):
+    """`book --set weights=foo` made its folder and ran notebooks until one built an embedder."""
+    from tripletlib.book import run_book
+
+    out = tmp_path / "book"
+    with pytest.raises(ValueError, match="weights.*'foo'"):
+        run_book(profile="ci", overrides={"weights": "foo"}, out_dir=out,
+                 book_dir=Path(__file__).resolve().parents[1] / "book", only=["no-such-notebook"],
+                 progress=False)  # fmt: skip
+    assert not out.exists()

@@ -215,7 +215,7 @@ def test_load_run_metrics_reads_files_and_folders(tmp_path):
 
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "metrics.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(ValueError, match="broken.metrics.json is damaged"):
         tables.load_run_metrics(tmp_path / "broken")
     with pytest.raises(ValueError, match="no such file or directory"):
         tables.load_run_metrics(tmp_path / "missing")

@@ -9,7 +9,6 @@ Layout of OUTPUT_DIR: notebooks/ (executed copies), tables/, figures/, runs/, re
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,13 +76,16 @@ def run_book(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from tripletlib import files
-    from tripletlib.config import resolve_profile
+    from tripletlib import files, models
+    from tripletlib.config import BACKBONE_CHOICES, resolve_profile
     from tripletlib.pretraining import check_profile_starts
     from tripletlib.tables import load_run_metrics, table_runs, write_thesis_tables
 
-    # An unknown name, a bad value or a missing label-free start: no notebook runs.
-    check_profile_starts(resolve_profile(profile, **(overrides or {})))
+    # An unknown name, a bad value (weights=foo) or a missing label-free start: nothing is written.
+    resolved = resolve_profile(profile, **(overrides or {}))
+    check_profile_starts(resolved)
+    for backbone in BACKBONE_CHOICES:
+        models.check_embedder_options(backbone, **resolved.embedder_options())
     out_dir = Path(out_dir).resolve()
     with files.folder_lock(out_dir, f"book --profile {profile}"):  # one command at a time
         _check_same_book(out_dir, profile, overrides or {}, seed)
@@ -130,7 +132,10 @@ def run_book(
 
         runs = table_runs(load_run_metrics(sorted((out_dir / "runs").glob("*/metrics.json"))))
         baseline_path = out_dir / "baseline.json"  # written by the notebooks (Workspace)
-        baseline = json.loads(baseline_path.read_text()) if baseline_path.is_file() else None
+        baseline = files.read_json(
+            baseline_path, "run the book again (Workspace.baseline_metrics writes it)",
+            missing_ok=True,
+        )  # fmt: skip
         from tripletlib.runs import re_ranked_by_row  # notebook 06 stores the final row's
 
         result.tables = write_thesis_tables(
@@ -154,13 +159,15 @@ def _check_same_book(out_dir: Path, profile: str, overrides: dict, seed: int) ->
     record_path = out_dir / "book_run.json"
     if not record_path.is_file():
         return
+    from tripletlib import files
+
+    way_out = "remove it (or choose another --out) to run a book there"
     try:
-        record = json.loads(record_path.read_text())
-        earlier = (record["profile"], record.get("overrides") or {}, record["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise BookError(
-            f"{record_path} is damaged; remove it (or choose another --out) to run a book there"
-        ) from None
+        record = files.read_json(record_path, way_out)
+        with files.reading(record_path, way_out):
+            earlier = (record["profile"], record.get("overrides") or {}, record["seed"])
+    except files.DamagedFileError as error:
+        raise BookError(str(error)) from None
     if earlier != (profile, overrides, seed):
         raise BookError(
             f"{out_dir} holds the book of profile {earlier[0]!r} (overrides {earlier[1]}, seed "

@@ -140,6 +140,14 @@ def _command_evaluate(args: argparse.Namespace) -> int:
     _require_model(args.model)
     from tripletlib.runs import evaluate_saved_model, save_evaluation
 
+    # The cache of `train` beside the model is only read (a read-only folder works); --cache-dir
+    # DIR reads and writes DIR; --cache-dir none decodes every image in memory.
+    cache_dir, write_cache = Path(args.model).resolve().parent / ".cache", False
+    if args.cache_dir is not None and args.cache_dir.lower() == "none":
+        cache_dir = None
+    elif args.cache_dir is not None:
+        _require_folder_or_nothing(args.cache_dir, "--cache-dir")
+        cache_dir, write_cache = Path(args.cache_dir), True
     metrics = evaluate_saved_model(
         args.model,
         args.data,
@@ -150,6 +158,8 @@ def _command_evaluate(args: argparse.Namespace) -> int:
         re_rank=args.re_rank,
         annoy_trees=args.annoy_trees,
         annoy_search_k=args.annoy_search_k,
+        cache_dir=cache_dir,
+        write_cache=write_cache,
     )
     for key in ("rank1", "rank5", "mAP"):
         print(f"{key:>6}: {100 * metrics[key]:.1f} %")
@@ -438,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--re-rank", action="store_true",
                           help="also k-reciprocal re-ranking (Zhong et al. 2017; k1=20, k2=6, "
                           "lambda=0.3), saved under 're_ranked' in the same file; exact only")
+    evaluate.add_argument("--cache-dir", help="folder for the decoded images, or 'none' (default: "
+                          "read the cache beside --model's folder, write none)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=_command_evaluate)
 

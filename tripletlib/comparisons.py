@@ -13,7 +13,6 @@ computed from it, never typed in.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tripletlib import runs
+from tripletlib import files, runs
 
 BASELINE = "hand-crafted (no learning)"
 RECORD_VERSION = 1
@@ -87,12 +86,9 @@ def read_seed_record(path: str | Path) -> dict[str, Any]:
     naming it and how to make it again."""
     path = Path(path)
     remedy = "make it with: python benchmarks/seeds.py --profile PROFILE --record FILE"
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} does not exist; {remedy}") from None
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a seed record ({error}); {remedy}") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; {remedy}")
+    record = files.read_json(path, remedy)
     if not isinstance(record, dict) or record.get("version") != RECORD_VERSION or not record.get(
         "seeds"
     ):

@@ -16,7 +16,6 @@ every image gets a camera id of its own (`PERSON_FOLDERS_PROTOCOL`).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -30,7 +29,8 @@ from tqdm.auto import tqdm
 
 from tripletlib import images
 from tripletlib.config import SYNTHETIC_MARKER, dataset_kind
-from tripletlib.files import atomic_path
+from tripletlib.files import DamagedFileError, atomic_path
+from tripletlib.files import read_json as read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -164,13 +164,23 @@ def read_synthetic_marker(root: str | Path) -> dict | None:
     path = Path(root).expanduser() / SYNTHETIC_MARKER
     if not path.is_file():
         return None
-    try:
-        marker = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise MarketFormatError(f"{path}: unreadable marker of a synthetic dataset ({error})") from None
-    if not isinstance(marker, dict):
-        raise MarketFormatError(f"{path}: expected a JSON object, the marker of a synthetic dataset")
+    marker = read_json_file(path, MARKER_WAY_OUT)
+    recorded = marker.get("files", {}) if isinstance(marker, dict) else None
+    if not isinstance(recorded, dict) or not all(
+        isinstance(sizes, dict) and all(isinstance(size, int) for size in sizes.values())
+        for sizes in recorded.values()
+    ):
+        raise DamagedFileError(
+            f"{path} is damaged (not the marker of a synthetic dataset: a JSON object whose "
+            f"'files' maps each folder to its files' sizes); {MARKER_WAY_OUT}"
+        )
     return marker
+
+
+MARKER_WAY_OUT = (
+    "write the set again with the same `tripletlib synth` command and --overwrite "
+    "(overwrite=True)"
+)
 
 
 def files_digest(root: str | Path, files: dict[str, dict[str, int]]) -> str:
@@ -508,12 +518,14 @@ def load_splits(
     splits: Sequence[str] = DEFAULT_SPLITS,
     metadata: pd.DataFrame | None = None,
     progress: bool = False,
+    write_cache: bool = True,
 ) -> dict[str, Split]:
     """The `splits` of a Market-1501 folder with their images decoded at `height` x `width`.
 
     "train" drops junk (-1) and distractor (0000) images, which have no identity to learn;
     "gallery" and "query" keep every image (the evaluation protocol needs them, Section 4.1).
-    Images are decoded once into `cache_dir` (`images.load_image_array`). `metadata`, from an
+    Images are decoded once into `cache_dir` (`images.load_image_array`; with `write_cache=False`
+    a cache there is read, a missing one decoded in memory). `metadata`, from an
     earlier `load_market1501(data_root)`, saves reading the folders again. A folder of people
     (`dataset_layout`) is split as `PERSON_FOLDERS_PROTOCOL` says.
     """
@@ -529,7 +541,9 @@ def load_splits(
         rows = rows.reset_index(drop=True)
         if rows.empty:
             raise ValueError(f"{data_root}: {SPLIT_FOLDERS[name]}/ has no usable images")
-        pixels = images.load_image_array(rows, height, width, cache_dir, progress=progress)
+        pixels = images.load_image_array(
+            rows, height, width, cache_dir, progress=progress, write=write_cache
+        )
         person_ids, camera_ids = (rows[c].to_numpy(np.int64) for c in ("person_id", "camera_id"))
         result[name] = Split(pixels, person_ids, camera_ids, rows)
     return result

@@ -11,9 +11,11 @@ is written in place: renaming over it would replace the device.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,8 +126,8 @@ def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
     that two commands never write one output folder at once. The operating system releases it
     when the holder exits, crashed or killed, so no stale lock outlives a process. A second
     command gets `FolderBusyError` naming the folder and the holder's process id. The lock file
-    is removed at the end of the block (a killed holder leaves it, unlocked and harmless); where
-    `fcntl` is missing (Windows) nothing is locked.
+    is removed at the end of the block, also when it raised (a killed holder leaves it, unlocked
+    and harmless); where `fcntl` is missing (Windows) nothing is locked.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -146,12 +148,64 @@ def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
                 f"{folder} is in use by another tripletlib command (process {holder}); wait for "
                 "it to finish or stop it, or choose another folder"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()} ({command})\n")
-        handle.flush()
-        yield path
-        with contextlib.suppress(OSError):
-            path.unlink()  # released below; a folder it was the only file of stays empty
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()} ({command})\n")
+            handle.flush()
+            yield path
+        finally:  # a failed command too leaves the folder as it found it
+            with contextlib.suppress(OSError):
+                path.unlink()  # released below; a folder it was the only file of stays empty
     finally:
         handle.close()  # closing the file releases the lock
+
+
+# --- reading back what the package wrote --------------------------------------------------------
+class DamagedFileError(ValueError):
+    """A file the package wrote cannot be read back; the message names it and the way out."""
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, way_out: str) -> Iterator[None]:
+    """Turn a damaged file met in the block (truncated, garbage, wrong layout) into one
+    `DamagedFileError`: "PATH is damaged (what the reader said); WAY_OUT". An OSError with an
+    errno (missing file, permission denied, ...) is the file system's, not damage: it passes."""
+    try:
+        yield
+    except DamagedFileError:
+        raise
+    except (
+        OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile
+    ) as error:
+        if isinstance(error, OSError) and error.errno is not None:
+            raise
+        reason = " ".join(str(error).split()) or type(error).__name__
+        if len(reason) > 120:
+            reason = reason[:117] + "..."
+        raise DamagedFileError(f"{path} is damaged ({reason}); {way_out}") from None
+
+
+def read_json(path: str | os.PathLike, way_out: str, missing_ok: bool = False) -> Any:
+    """The JSON value in `path` (None when missing and `missing_ok`); a damaged file is a
+    `DamagedFileError` naming it and `way_out`."""
+    path = Path(path)
+    if missing_ok and not path.is_file():
+        return None
+    with reading(path, way_out):
+        return json.loads(path.read_bytes().decode("utf-8"))
+
+
+def load_npz(path: str | os.PathLike, way_out: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read into memory; damage is a `DamagedFileError`."""
+    with reading(path, way_out), np.load(path) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def load_weights(model, path: str | os.PathLike, way_out: str) -> None:
+    """`model.load_weights(path)`; a truncated, garbage or mismatched file is a `DamagedFileError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"missing weights file; {way_out}", str(path))
+    with reading(path, way_out):
+        model.load_weights(path)

@@ -81,29 +81,37 @@ def load_image_array(
     width: int,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    write: bool = True,
 ) -> np.ndarray:
     """All images as uint8 ``(N, height, width, 3)`` RGB, in the order of the table or list.
 
     With `cache_dir` the array is written once to ``cache_dir/images_<H>x<W>_<key>.npy`` (atomic
     rename; `cache_key` covers the paths, a digest of each file's bytes and the size) and returned
     memory-mapped read-only; later calls with the same files open it without decoding (reading
-    and hashing the bytes, much cheaper than decoding them).
+    and hashing the bytes, much cheaper than decoding them). With `write=False` nothing is
+    written: a cache file there is read, a missing one decoded in memory. A damaged cache file is
+    decoded again.
     """
     if int(height) != height or int(width) != width or height < 1 or width < 1:
         raise ValueError(f"height={height!r}, width={width!r}; expected positive integers")
     paths = _paths_of(df_or_paths)
     shape = (len(paths), int(height), int(width), 3)
-    if cache_dir is None or not paths:
+    cache_file = None
+    if cache_dir is not None and paths:
+        cache_dir = Path(cache_dir)
+        cache_file = cache_dir / f"images_{height}x{width}_{cache_key(paths, height, width)}.npy"
+        if cache_file.is_file():
+            try:
+                cached = np.load(cache_file, mmap_mode="r")
+            except (ValueError, OSError):
+                cached = None  # damaged (a truncated copy): decoded again below
+            if cached is not None and cached.shape == shape and cached.dtype == np.uint8:
+                return cached
+    if cache_file is None or not write:
         images = np.empty(shape, np.uint8)
         _decode_into(images, paths, progress)
         return images
-    cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_file = cache_dir / f"images_{height}x{width}_{cache_key(paths, height, width)}.npy"
-    if cache_file.is_file():
-        cached = np.load(cache_file, mmap_mode="r")
-        if cached.shape == shape and cached.dtype == np.uint8:
-            return cached
     handle, temporary = tempfile.mkstemp(dir=cache_dir, prefix=cache_file.stem, suffix=".tmp")
     os.close(handle)
     try:

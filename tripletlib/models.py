@@ -359,6 +359,27 @@ def build_embedder(
     return BUILDERS[backbone](**options)
 
 
+def check_embedder_options(
+    backbone: str,
+    input_shape: Sequence[int] = (256, 128, 3),
+    weights: str | os.PathLike | None = None,
+    freeze_layers: int = 10,
+    batchnorm_momentum: float = 0.99,
+    width: float = 1.0,
+    input_normalization: str = "caffe",
+) -> None:
+    """Raise the ValueError `build_embedder` would, without building anything (a command checks
+    its profile before it writes a file)."""
+    if backbone not in BUILDERS:
+        raise ValueError(f"backbone must be one of {BACKBONES}; got {backbone!r}")
+    _check_image_shape(input_shape)
+    _check_fraction(batchnorm_momentum, "batchnorm_momentum")
+    _check_width(width, _check_weights(weights))
+    if isinstance(freeze_layers, bool) or not isinstance(freeze_layers, int) or freeze_layers < 0:
+        raise ValueError(f"freeze_layers must be an integer >= 0; got {freeze_layers!r}")
+    _input_normalization(input_normalization)
+
+
 def get_backbone(embedder: keras.Model) -> keras.Model:
     """The nested backbone model of an embedder built here (e.g. to save or freeze its weights)."""
     for layer_name in BACKBONE_LAYER_NAMES.values():

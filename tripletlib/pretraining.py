@@ -15,11 +15,12 @@ what a row reaches is what the triplet training adds to it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import keras
+
+from tripletlib import files
 
 # `Profile.warm_start` value of the label-free start (`selfsupervised`, scripts/make_starts.py).
 LABEL_FREE = "label-free"
@@ -84,7 +85,11 @@ def start_record(backbone: str, path: str | Path | None = None) -> dict[str, Any
     record_path = start_record_path(path)
     if not path.is_file() or not record_path.is_file():
         raise _missing(path)
-    return {**json.loads(record_path.read_text()), "shipped": path.name}
+    way_out = f"make it again with `python scripts/make_starts.py --out {path.parent}`"
+    record = files.read_json(record_path, way_out)
+    if not isinstance(record, dict):
+        raise files.DamagedFileError(f"{record_path} is damaged (not a JSON object); {way_out}")
+    return {**record, "shipped": path.name}
 
 
 def check_profile_starts(profile: Any, backbones: tuple[str, ...] = ("resnet50", "mildnet")) -> None:
@@ -103,11 +108,9 @@ def load_start(embedder: keras.Model, backbone: str, path: str | Path | None = N
     path = Path(path) if path is not None else start_path(backbone)
     if not path.is_file():
         raise _missing(path)
-    try:
-        embedder.load_weights(path)
-    except ValueError as error:
-        raise ValueError(
-            f"the start {path} does not fit the {backbone} embedder {embedder.name} (a start fits "
-            f"the input size and width its file name gives): {error}"
-        ) from None
+    files.load_weights(
+        embedder, path, f"it does not fit the {backbone} embedder {embedder.name} (a start fits "
+        "the input size and width its file name gives), or make it again with "
+        f"`python scripts/make_starts.py --out {path.parent}`",
+    )  # fmt: skip
     return embedder

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -42,9 +41,14 @@ RUN_FILES = (
 
 
 # --- files --------------------------------------------------------------------------------------
-def read_json(path: Path) -> Any:
-    """The JSON value in `path`, or None when there is no such file."""
-    return json.loads(path.read_text()) if path.is_file() else None
+RESTART = "run `tripletlib train` again with --restart (resume=False) to train the run anew"
+RETRAIN = "train the run again (`tripletlib train --out` that folder with --restart)"
+
+
+def read_json(path: Path, way_out: str = RESTART) -> Any:
+    """The JSON value in `path`, or None when there is no such file; a damaged file is one
+    `files.DamagedFileError` naming it and `way_out`."""
+    return files.read_json(path, way_out, missing_ok=True)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -56,7 +60,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: not a folder written by tripletlib train")
-    return json.loads(path.read_text())
+    return files.read_json(path, RETRAIN)
 
 
 def run_profile(run_config: dict[str, Any]) -> config.Profile:
@@ -70,7 +74,14 @@ def check_run_folder(out_dir: Path, run_config: dict[str, Any], overwrite: bool)
         raise ValueError(f"--out {out_dir} is a file; expected a run folder (new, empty, or a run)")
     if not out_dir.is_dir() or not any(p.name != files.LOCK_FILE for p in out_dir.iterdir()):
         return  # new, or empty but for the lock of the command checking it (files.folder_lock)
-    existing = read_json(out_dir / "config.json")
+    config_path = out_dir / "config.json"
+    try:
+        existing = read_json(config_path, "pass --overwrite (overwrite=True) to replace the run")
+    except files.DamagedFileError:
+        if not overwrite:
+            raise
+        print(f"{out_dir}: replacing a run whose config.json is damaged")
+        return
     if existing is None:
         raise ValueError(
             f"--out {out_dir} is not empty and holds no config.json of a tripletlib run, so it is "
@@ -91,7 +102,10 @@ def check_run_folder(out_dir: Path, run_config: dict[str, Any], overwrite: bool)
 def prepare_run_folder(out_dir: Path, run_config: dict[str, Any], resume: bool) -> None:
     """Write config.json; discard what an earlier run left there unless it is resumed (same
     config and a checkpoint to resume from). `check_run_folder` has allowed it."""
-    existing = read_json(out_dir / "config.json")
+    try:
+        existing = read_json(out_dir / "config.json")
+    except files.DamagedFileError:
+        existing = None  # check_run_folder let it through: --overwrite replaces it
     for leftover in files.leftover_temporary_files(out_dir) if out_dir.is_dir() else []:
         leftover.unlink()  # half-written by a killed run; the file it was meant to replace holds
     has_checkpoint = (out_dir / "checkpoints" / "latest.json").is_file()
@@ -109,10 +123,11 @@ def prepare_run_folder(out_dir: Path, run_config: dict[str, Any], resume: bool) 
 def truncate_history(path: Path, epochs_completed: int) -> None:
     """Drop rows of epochs after the checkpoint (written just before an interruption)."""
     if path.is_file():
-        lines = path.read_text().splitlines()
-        kept = lines[:1] + [
-            line for line in lines[1:] if int(line.split(",")[0]) < epochs_completed
-        ]
+        with files.reading(path, RESTART):
+            lines = path.read_text().splitlines()
+            kept = lines[:1] + [
+                line for line in lines[1:] if int(line.split(",")[0]) < epochs_completed
+            ]
         files.write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
@@ -125,7 +140,8 @@ def save_hard_negatives(path: Path, hard_negatives: dict[int, np.ndarray]) -> No
 
 
 def load_hard_negatives(path: Path) -> dict[int, np.ndarray]:
-    with np.load(path) as stored:
+    stored = files.load_npz(path, RESTART)
+    with files.reading(path, RESTART):
         anchors, counts, rows = stored["anchors"], stored["counts"], stored["rows"]
     ends = np.cumsum(counts)
     return {int(a): rows[e - n : e] for a, n, e in zip(anchors, counts, ends, strict=True)}
@@ -172,7 +188,8 @@ class RunMetrics:
         path = Path(run_dir) / "metrics.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: the run in {run_dir} did not finish")
-        return cls.from_dict(json.loads(path.read_text()))
+        with files.reading(path, RETRAIN):  # a JSON object without RunMetrics' fields too
+            return cls.from_dict(files.read_json(path, RETRAIN))
 
     def write(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / "metrics.json"
@@ -209,11 +226,12 @@ def load_embedder(run_dir: str | Path, precision: str | None = None) -> keras.Mo
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} does not exist: the run in {run_dir} did not finish")
     # The trained weights replace the backbone's initial ones, so nothing is downloaded here.
-    profile = run_profile(run_config)
+    with files.reading(run_dir / "config.json", RETRAIN):
+        profile, backbone = run_profile(run_config), run_config["backbone"]
     options = profile.embedder_options(weights=None)
     with devices.precision(precision or profile.precision):  # embeddings stay float32
-        embedder = models.build_embedder(run_config["backbone"], **options)
-    embedder.load_weights(weights)
+        embedder = models.build_embedder(backbone, **options)
+    files.load_weights(embedder, weights, RETRAIN)
     return embedder
 
 
@@ -268,10 +286,13 @@ def cached_embeddings(
         raise FileNotFoundError(f"{weights} does not exist: the run in {run_dir} did not finish")
     path = run_dir / EMBEDDINGS_FILE
     if path.is_file():
-        with np.load(path) as stored:
-            names = {f"embeddings_{name}" for name in arrays}
-            if names <= set(stored.files) and str(stored["key"]) == embeddings_key(weights, arrays):
-                return {name: stored[f"embeddings_{name}"] for name in arrays}
+        try:  # a cache: a damaged one is computed again and replaced
+            stored = files.load_npz(path, "it is computed again")
+        except files.DamagedFileError:
+            stored = {}
+        names = {f"embeddings_{name}" for name in arrays}
+        if names <= set(stored) and str(stored["key"]) == embeddings_key(weights, arrays):
+            return {name: stored[f"embeddings_{name}"] for name in arrays}
     embedder = load_embedder(run_dir)
     result = {
         name: models.embed_images(embedder, values, batch_size) for name, values in arrays.items()
@@ -333,7 +354,10 @@ def cached_evaluation(
     first row computes them, the others read them. Other weights or images: another key.
     """
     path = Path(cache_dir) / f"{evaluation_key(embedder, query, gallery)}.json"
-    stored = read_json(path)
+    try:  # a cache: a damaged entry is computed again and replaced
+        stored = read_json(path)
+    except files.DamagedFileError:
+        stored = None
     if stored is not None:
         return stored
     result = evaluate_embedder(embedder, query, gallery, batch_size)
@@ -352,6 +376,7 @@ def evaluate_saved_model(
     save: bool = True,
     re_rank: bool = False,
     cache_dir: str | Path | None = None,
+    write_cache: bool = True,
     annoy_trees: int = retrieval.ANNOY_N_TREES,
     annoy_search_k: int = retrieval.ANNOY_SEARCH_K,
 ) -> dict[str, Any]:
@@ -359,22 +384,22 @@ def evaluate_saved_model(
     search or Annoy (`retrieval.distance_matrix`; `annoy_trees` and `annoy_search_k`, recorded
     in the metrics of an Annoy search); with `save` also written beside the model
     (`save_evaluation`; ``metrics["path"]``). The command line prints before it saves.
-    `search_seconds` times the search and the ranking.
+    `search_seconds` times the search and the ranking. Decoded images are kept in `cache_dir`
+    (None: no cache; `write_cache=False`: an existing cache is read, nothing is written).
 
     ``re_rank`` (exact search only) adds ``metrics["re_ranked"]``: the same metrics ranked by
     k-reciprocal re-ranked distances (`tripletlib.reranking`, the paper's k1, k2 and lambda) and
-    their ``re_rank_seconds``; the plain metrics stay at the top level. Decoded images are
-    cached in `cache_dir` (default: the `.cache` beside the run folder)."""
+    their ``re_rank_seconds``; the plain metrics stay at the top level."""
     if search not in ("exact", "annoy"):
         raise ValueError(f"search must be 'exact' or 'annoy', got {search!r}")
     if re_rank and search != "exact":
         raise ValueError(f"re_rank needs search='exact', got search={search!r}")
     run_dir = Path(run_dir)
+    embedder = load_embedder(run_dir)  # checks config.json and the weights
     profile = run_profile(read_run_config(run_dir))
-    embedder = load_embedder(run_dir)
     splits = data.load_splits(
-        data_root, profile.image_height, profile.image_width, cache_dir=cache_dir or run_dir.parent / ".cache",
-        splits=("gallery", "query"), progress=progress,
+        data_root, profile.image_height, profile.image_width, cache_dir=cache_dir,
+        splits=("gallery", "query"), progress=progress, write_cache=write_cache,
     )  # fmt: skip
     query, gallery = splits["query"], splits["gallery"]
     query_embeddings, gallery_embeddings = (

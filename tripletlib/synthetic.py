@@ -20,7 +20,8 @@ import itertools
 import logging
 import multiprocessing
 import os
-import shutil
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +36,14 @@ from tripletlib.data import (
     DISTRACTOR_ID,
     JUNK_ID,
     SPLIT_FOLDERS,
+    MarketFormatError,
     files_digest,
     format_market_name,
+    parse_market_name,
     read_synthetic_marker,
     synthetic_file_problems,
 )
-from tripletlib.files import write_json_atomic
+from tripletlib.files import DamagedFileError, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -673,8 +676,19 @@ def render_image(
 _WORKER_STATE: dict = {}
 
 
-def _start_worker(looks: list[Look], out_dir: str, height: int, width: int, occlusion: float):
+def _start_worker(looks: list[Look], out_dir: str, height: int, width: int, occlusion: float,
+                  parent: int | None = None):  # fmt: skip
     _WORKER_STATE.update(looks=looks, out_dir=out_dir, size=(height, width), occlusion=occlusion)
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int, interval: float = 0.2) -> None:
+    """End this worker when the process that started it is gone (killed: SIGKILL, SIGTERM), so
+    that no drawing process outlives `synth`."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
 
 
 def _write_images(rows: list[tuple]) -> int:
@@ -723,13 +737,19 @@ def _prepare_folder(out_dir: Path, settings: dict, overwrite: bool) -> bool:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file; expected a folder to write the dataset into")
     folders = {split: out_dir / SPLIT_FOLDERS[split] for split in SPLITS}
-    marker = read_synthetic_marker(out_dir)
+    try:
+        marker = read_synthetic_marker(out_dir)
+    except DamagedFileError:
+        if not overwrite:
+            raise
+        marker = {"settings": None}  # ours, but unreadable: replaced like another set
     if marker is None:
-        existing = [path.name for path in folders.values() if path.exists()]
+        existing = sorted(out_dir.iterdir()) if out_dir.is_dir() else []
         if existing:
             raise ValueError(
-                f"{out_dir} holds {existing} without {SYNTHETIC_MARKER}, so it was not written by "
-                "generate_synthetic_market and is left alone; choose an empty or new folder"
+                f"{out_dir} is not empty ({_listed(existing, out_dir)}) and holds no "
+                f"{SYNTHETIC_MARKER}, so it was not written by generate_synthetic_market and is "
+                "left alone; choose an empty or new folder"
             )
         return False
     earlier = marker.get("settings")
@@ -756,9 +776,44 @@ def _prepare_folder(out_dir: Path, settings: dict, overwrite: bool) -> bool:
                 f"{out_dir} holds this synthetic dataset, but {len(problems)} file(s) changed "
                 f"since it was written (e.g. {path}: {reason}); {way_out}"
             )
-    for folder in folders.values():
-        shutil.rmtree(folder, ignore_errors=True)
+    ours, foreign = _split_own_files(out_dir, marker, folders.values())
+    if foreign:
+        raise ValueError(
+            f"{out_dir} holds {len(foreign)} file(s) in its split folders that the generator did "
+            f"not write ({_listed(foreign, out_dir)}); move them out to let it write the set "
+            "again, or choose another folder"
+        )
+    for path in ours:
+        path.unlink()
     return False
+
+
+def _split_own_files(out_dir: Path, marker: dict, folders) -> tuple[list[Path], list[Path]]:
+    """The split folders' entries the generator wrote (named in the marker's manifest, or, for a
+    generation that did not finish, with a Market-1501 image name) and the others."""
+    recorded = marker.get("files") if isinstance(marker.get("files"), dict) else None
+    ours, foreign = [], []
+    for folder in folders:
+        names = recorded.get(folder.name, {}) if recorded is not None else None
+        for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+            own = _is_market_image(path) if names is None else path.name in names
+            (ours if own and path.is_file() else foreign).append(path)
+    return ours, foreign
+
+
+def _is_market_image(path: Path) -> bool:
+    try:
+        parse_market_name(path.name)
+    except MarketFormatError:
+        return False
+    return path.suffix == ".jpg"
+
+
+def _listed(paths: list[Path], root: Path, most: int = 5) -> str:
+    """A few of `paths`, relative to `root`, and how many more."""
+    names = [str(path.relative_to(root)) for path in paths[:most]]
+    more = f" and {len(paths) - most} more" if len(paths) > most else ""
+    return ", ".join(names) + more
 
 
 def _manifest(out_dir: Path) -> dict[str, dict[str, int]]:
@@ -865,6 +920,7 @@ def generate_synthetic_market(
                 bar.update(_write_images(chunk))
         else:  # "spawn" is safe even when TensorFlow's threads run in this process
             context = multiprocessing.get_context("spawn")
+            state = (*state, os.getpid())  # each worker ends when this process is gone
             with ProcessPoolExecutor(workers, context, _start_worker, state) as pool:
                 for done in pool.map(_write_images, chunks):
                     bar.update(done)

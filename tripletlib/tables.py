@@ -13,7 +13,6 @@ the thesis has no such row, so its cells stay empty ("-").
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Iterable, Mapping
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from tripletlib.files import read_json
 
 NOT_RUN = "not run"
 METRICS_FILE = "metrics.json"
@@ -203,10 +204,7 @@ def load_run_metrics(paths_or_dirs: str | Path | Iterable[str | Path]) -> list[d
                 files.append(file)
     runs = []
     for file in files:
-        try:
-            content = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{file}: not valid JSON ({error})") from error
+        content = read_json(file, "train that row again (`tripletlib train` with --restart)")
         run = validate_run_metrics(content, str(file))
         run["metrics_path"] = str(file)
         runs.append(run)

@@ -200,13 +200,20 @@ def train_row(
     swapped = sorted(name for name, value in swaps.items() if value is not None)
     run_config = run_config_of(backbone, loss, mining, profile, seed, data_root, swapped)
     epochs = total_epochs(profile)
+    if build_embedder is None:  # a bad --set value (weights=foo) fails before any file is written
+        models.check_embedder_options(backbone, **profile.embedder_options())
     runs.check_run_folder(out_dir, run_config, overwrite)
 
     def finished() -> RunResult | None:
         """The finished run of this config in out_dir, returned as it is (read only)."""
         if swapped or read_json(out_dir / "config.json") != run_config:
             return None
-        metrics = read_json(out_dir / "metrics.json")
+        try:
+            metrics = read_json(out_dir / "metrics.json")
+        except files.DamagedFileError:
+            if not resume:
+                return None  # --restart trains it again
+            raise
         return None if metrics is None else RunResult(row, out_dir, metrics, True, epochs, epochs)
 
     if (found := finished()) is not None:  # many readers at once (two notebooks) need no lock
@@ -226,7 +233,8 @@ def train_row(
     train = splits["train"].subset(np.flatnonzero(~is_held_out))
     validation = splits["train"].subset(np.flatnonzero(is_held_out)) if len(held_out) else None
     # The inputs are fine: now touch out_dir, one command at a time (files.folder_lock).
-    with files.folder_lock(out_dir, f"train {row}"):
+    # A failure before the first checkpoint leaves a new or empty out_dir new or empty again.
+    with _left_as_found(out_dir), files.folder_lock(out_dir, f"train {row}"), _undone(out_dir):
         if (found := finished()) is not None:  # finished while this one read the data
             return found
         runs.check_run_folder(out_dir, run_config, overwrite)  # again: another may have written
@@ -298,6 +306,36 @@ def train_row(
         return RunResult(
             row, out_dir, metrics.to_dict(), False, epochs, epochs, trainer.phase_seconds
         )
+
+
+@contextlib.contextmanager
+def _left_as_found(out_dir: Path) -> Iterator[None]:
+    """A folder that did not exist and is empty after a failed block is removed again."""
+    created = not out_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+
+
+@contextlib.contextmanager
+def _undone(out_dir: Path) -> Iterator[None]:
+    """When the block fails before a checkpoint exists, empty a folder that was empty (but for
+    the lock of `files.folder_lock`, held around it) when the block began."""
+    fresh = not any(path.name != files.LOCK_FILE for path in out_dir.iterdir())
+    try:
+        yield
+    except BaseException:
+        if fresh and not (out_dir / "checkpoints" / "latest.json").is_file():
+            for path in out_dir.iterdir():
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.name != files.LOCK_FILE:
+                    path.unlink(missing_ok=True)
+        raise
 
 
 class Trainer:
@@ -573,21 +611,24 @@ class Trainer:
         pointer = read_json(self.checkpoint_dir / "latest.json")
         if pointer is None:
             return False
-        folder = self.checkpoint_dir / pointer["folder"]
-        self.model.load_weights(folder / "model.weights.h5")
+        with files.reading(self.checkpoint_dir / "latest.json", runs.RESTART):
+            folder = self.checkpoint_dir / str(pointer["folder"])
+        files.load_weights(self.model, folder / "model.weights.h5", runs.RESTART)
         variables = {f"optimizer_{i}": v for i, v in enumerate(self.model.optimizer.variables)}
         variables.update({f"seed_{i}": v for i, v in enumerate(self.seed_states)})
-        with np.load(folder / "state.npz") as state:
-            if sorted(state.files) != sorted(variables):
-                raise ValueError(
-                    f"checkpoint {folder} holds {len(state.files)} optimizer and random-state "
-                    f"arrays, this model has {len(variables)}; start again with resume=False"
-                )
+        state = files.load_npz(folder / "state.npz", runs.RESTART)
+        if sorted(state) != sorted(variables):
+            raise ValueError(
+                f"checkpoint {folder} holds {len(state)} optimizer and random-state arrays, this "
+                f"model has {len(variables)}; {runs.RESTART}"
+            )
+        with files.reading(folder / "state.npz", runs.RESTART):
             for key, variable in variables.items():
                 variable.assign(state[key])
-        self.epochs_completed = int(pointer["epochs_completed"])
-        self.train_seconds = float(pointer["train_seconds"])
-        self.images_seen = int(pointer["images_seen"])
+        with files.reading(self.checkpoint_dir / "latest.json", runs.RESTART):
+            self.epochs_completed = int(pointer["epochs_completed"])
+            self.train_seconds = float(pointer["train_seconds"])
+            self.images_seen = int(pointer["images_seen"])
         runs.truncate_history(self.out_dir / "history.csv", self.epochs_completed)
         return True
 
@@ -627,7 +668,8 @@ class _HistoryWriter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = {**(logs or {}), "epoch": epoch, "iteration": self.iteration}
         row = {key: _plain(logs.get(key)) for key in HISTORY_COLUMNS}
-        earlier = self.path.read_text() if self.path.is_file() else ""
+        with files.reading(self.path, runs.RESTART):
+            earlier = self.path.read_text() if self.path.is_file() else ""
         buffer = io.StringIO(newline="")
         writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
         if not earlier:

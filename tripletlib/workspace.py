@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tripletlib import config, data, viz
+from tripletlib import config, data, files, viz
 
 
 @dataclass
@@ -128,7 +128,7 @@ class Workspace:
         run of another profile, seed or dataset is left alone (train_row refuses it by name)."""
         path = self.run_dir(row) / "config.json"
         try:
-            existing = json.loads(path.read_text())
+            existing = files.read_json(path, "train_row decides")
         except (OSError, ValueError):
             return False  # no run there, or not ours: train_row decides
         return isinstance(existing, dict) and (
@@ -141,7 +141,7 @@ class Workspace:
         path = self.run_dir(row) / "metrics.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: train the row {row!r} first")
-        return json.loads(path.read_text())
+        return files.read_json(path, f"train the row {row!r} again (delete {path.parent})")
 
     def learning_report(self, rows: list[str] | tuple[str, ...], min_gain: float = 0.0) -> str:
         """What each row's triplet training added to its start, one line per row: the start's
@@ -190,11 +190,14 @@ class Workspace:
         query and gallery, Market protocol; kept in OUTPUT_DIR/baseline.json for the tables."""
         path = self.output_dir / "baseline.json"
         key = {"data_root": str(self.ensure_dataset().resolve()), "profile": self.profile.name}
-        if path.is_file():
-            stored = json.loads(path.read_text())
+        try:  # a cache: a damaged one is computed again and replaced
+            stored = files.read_json(path, "it is computed again", missing_ok=True)
+        except files.DamagedFileError:
+            stored = None
+        if isinstance(stored, dict):
             if {name: stored.get(name) for name in key} == key:
                 return stored
-        from tripletlib import baseline, files
+        from tripletlib import baseline
 
         result = baseline.evaluate_baseline(self.split("query"), self.split("gallery"))
         stored = {**json.loads(json.dumps(result, default=_to_json)), **key,
@@ -358,9 +361,12 @@ class Workspace:
         """Merge values into OUTPUT_DIR/records/<notebook>.json, the metrics a notebook produced."""
         path = self.output_dir / "records" / f"{notebook}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        existing = json.loads(path.read_text()) if path.is_file() else {}
+        existing = files.read_json(path, f"delete {path} and run the notebook again",
+                                   missing_ok=True) or {}  # fmt: skip
         existing.update(values)
-        path.write_text(json.dumps(existing, indent=2, sort_keys=True, default=_to_json))
+        files.write_text_atomic(
+            path, json.dumps(existing, indent=2, sort_keys=True, default=_to_json)
+        )
         return path
 
     def trained_runs(self) -> list[dict[str, Any]]:
