@@ -26,8 +26,8 @@ lab: $(BIN)/tripletlib
 test: $(BIN)/tripletlib
 	bash scripts/test.sh
 
-## The GPU paths at a tiny size on the CPU under JAX: the thesis-profile book (11 minutes on 2 cores,
-## so not part of `make test`) and scripts/gpu_run.py --tiny (under 3 minutes; `make test` runs it too).
+## The GPU paths at a tiny size on the CPU under JAX: the thesis-profile book (too long for
+## `make test`; docs/benchmarks.md has its time) and scripts/gpu_run.py --tiny (`make test` runs it too).
 smoke: $(BIN)/tripletlib
 	KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m pytest tests -m smoke -q
 

@@ -1,4 +1,4 @@
-"""Does bf16 move a trained row's Rank-1 or mAP? (issue 15)
+"""Does bf16 move a trained row's Rank-1 or mAP?
 
 Rebuilds a finished run's embedder under float32 and under `mixed_bfloat16`
 (`devices.precision`), loads the same trained weights into both, embeds the run's query and

@@ -1,6 +1,6 @@
-"""The prepared GPU check of issue 15, in one call: the `gpu` book, then a thesis-length row's speed.
+"""The prepared GPU check, in one call: the `gpu` book, then a thesis-length row's speed.
 
-    KERAS_BACKEND=jax python scripts/gpu_run.py docs/gpu_run/issue15 [--book-limit 480]
+    KERAS_BACKEND=jax python scripts/gpu_run.py docs/gpu_run/h200 [--book-limit 480]
 
 1. Prints and keeps what ran: `nvidia-smi`, JAX's devices, the Keras backend and versions.
 2. Writes the market-sized synthetic set (`synthetic` preset "market": 751 / 750 identities,

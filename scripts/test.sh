@@ -10,9 +10,8 @@ step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 step "ruff"
 $BIN/ruff check tripletlib tests benchmarks data_scripts
 
-# The book first: the longest step (the batch 15.6 minutes and nbval 1 in a fresh-clone CI run of
-# 2026-12-03: five rows of 400 steps from the label-free start; docs/benchmarks.md, "The book on
-# the ci profile").
+# The book first: the longest step (five rows of 400 steps from the label-free start; its time is in
+# docs/benchmarks.md, "The book on the ci profile").
 step "slow test: the ci-profile book batch (every row trained, tables, figures)"
 KERAS_BACKEND=tensorflow $BIN/python -m pytest tests -m "slow and not smoke" -q
 
@@ -33,9 +32,8 @@ KERAS_BACKEND=jax $BIN/python -m pytest tests/test_losses.py tests/test_augment.
     tests/test_backend_step.py tests/test_devices.py tests/test_cpu_recipe.py \
     tests/test_hardware_settings.py -q -n 2 --dist loadfile
 
-# The prepared GPU command (issue 15) at its tiny size on the CPU under JAX: environment, data,
-# the gpu book's notebook 00 and two epochs of the timed row (41 s in fresh-clone CI, 3 minutes
-# beside a training job). The other `smoke` test (the thesis profile's whole book, 11 minutes)
-# runs in `make smoke` only.
+# The prepared GPU command at its tiny size on the CPU under JAX: environment, data,
+# the gpu book's notebook 00 and two epochs of the timed row. The other `smoke` test (the thesis
+# profile's whole book) runs in `make smoke` only.
 step "scripts/gpu_run.py --tiny under JAX"
 $BIN/python -m pytest tests/test_thesis_smoke.py -m smoke -k prepared_gpu_script -q

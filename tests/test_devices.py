@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from support import run_on_two_cpu_devices
 
 from tripletlib import devices, models
 
@@ -46,37 +43,6 @@ def steps(distributed):
 print("RESULT " + json.dumps({"devices": keras.distribution.list_devices(),
                               "one": steps(False), "two": steps(True)}))
 """
-
-
-def jax_environment() -> dict[str, str]:
-    """The environment of a test's subprocess under JAX, this checkout on its path."""
-    return {
-        **os.environ,
-        "KERAS_BACKEND": "jax",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "MPLBACKEND": "Agg",
-    }
-
-
-def run_on_two_cpu_devices(arguments: list[str], timeout: int) -> dict:
-    """Run ``python arguments...`` under JAX with two host CPU devices and return the JSON of its
-    last ``RESULT `` line (the flag must be set before jax starts, hence the subprocess)."""
-    environment = {
-        **jax_environment(),
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",  # read when jax starts
-    }
-    completed = subprocess.run(
-        [sys.executable, *arguments],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-    assert completed.returncode == 0 and lines, completed.stderr[-3000:]
-    return json.loads(lines[-1].removeprefix("RESULT "))
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="Keras' distribution API: JAX")

@@ -1,4 +1,4 @@
-"""The fault suite of issue 16: bad inputs, interruptions and file-system errors.
+"""The fault suite: bad inputs, interruptions and file-system errors.
 
 Each case says what must have happened to the files: nothing that was on disk before a failed
 command is missing or changed after it, a partial or damaged dataset is refused by every reader, and
@@ -22,46 +22,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_training import DETERMINISTIC, h5_arrays  # deterministic kernels; weights of an .h5
+from support import DETERMINISTIC, SMALL, TINY, error_line, h5_arrays, snapshot
 
 from tripletlib import config, data, files, runs
 from tripletlib.cli import main
 from tripletlib.synthetic import generate_synthetic_market
 
-TINY = {"train_ids": 6, "test_ids": 4, "seed": 0, "image_height": 64, "image_width": 32}
 TRAIN = ["train", "--backbone", "mildnet", "--loss", "triplet", "--mining", "offline",
          "--profile", "ci", "--quiet"]  # fmt: skip
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file below `folder` with its bytes: what must survive a refused command."""
-    return {
-        str(path.relative_to(folder)): path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
-
-
-def error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def tiny_market(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("faults") / "tiny"
-    generate_synthetic_market(root, progress=False, **TINY)
-    return root
-
-
 @pytest.fixture
-def plain_market(tiny_market, tmp_path) -> Path:
+def plain_market(tiny_market_64x32, tmp_path) -> Path:
     """The tiny set as a real Market-1501 folder would be: no synthetic marker."""
     root = tmp_path / "plain"
-    shutil.copytree(tiny_market, root)
+    shutil.copytree(tiny_market_64x32, root)
     (root / config.SYNTHETIC_MARKER).unlink()
     return root
 
@@ -74,9 +49,9 @@ def broken_market(plain_market) -> Path:
 
 
 @pytest.fixture
-def synthetic_copy(tiny_market, tmp_path) -> Path:
+def synthetic_copy(tiny_market_64x32, tmp_path) -> Path:
     root = tmp_path / "synthetic"
-    shutil.copytree(tiny_market, root)
+    shutil.copytree(tiny_market_64x32, root)
     return root
 
 
@@ -93,16 +68,16 @@ def fake_run(folder: Path, seed: int) -> Path:
 # ----------------------------------------------------------------------------- train --out
 
 
-def test_train_leaves_a_folder_that_is_not_a_run_alone(broken_market, tiny_market, tmp_path,
+def test_train_leaves_a_folder_that_is_not_a_run_alone(broken_market, tiny_market_64x32, tmp_path,
                                                         capsys):
-    """The issue's reproduction: checkpoints/m.pt and metrics.json were deleted before the data
+    """The reported case: checkpoints/m.pt and metrics.json were deleted before the data
     was read. Refused with good and with bad data; every file stays."""
     out = tmp_path / "o"
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "m.pt").write_text("keep")
     (out / "metrics.json").write_text("{}")
     before = snapshot(out)
-    for dataset in (broken_market, tiny_market):
+    for dataset in (broken_market, tiny_market_64x32):
         assert main([*TRAIN, "--data", str(dataset), "--out", str(out)]) == 2
         line = error_line(capsys)
         assert str(out) in line and "another folder" in line
@@ -130,20 +105,20 @@ def test_train_refuses_a_run_of_another_config(broken_market, tmp_path, capsys):
     assert snapshot(out) == before
 
 
-def test_train_out_that_is_a_file(tiny_market, tmp_path, capsys):
+def test_train_out_that_is_a_file(tiny_market_64x32, tmp_path, capsys):
     out = tmp_path / "notes.txt"
     out.write_text("mine")
-    assert main([*TRAIN, "--data", str(tiny_market), "--out", str(out)]) == 2
+    assert main([*TRAIN, "--data", str(tiny_market_64x32), "--out", str(out)]) == 2
     assert "is a file" in error_line(capsys)
     assert out.read_text() == "mine"
 
 
-def test_an_unwritable_out_is_one_line(tiny_market, tmp_path, capsys, monkeypatch):
+def test_an_unwritable_out_is_one_line(tiny_market_64x32, tmp_path, capsys, monkeypatch):
     """Root ignores file modes, so the permission answer is simulated: refused up front."""
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda path, mode: False if str(tmp_path) in str(path)
                         else real_access(path, mode))  # fmt: skip
-    assert main([*TRAIN, "--data", str(tiny_market), "--out", str(tmp_path / "run")]) == 2
+    assert main([*TRAIN, "--data", str(tiny_market_64x32), "--out", str(tmp_path / "run")]) == 2
     assert "permission denied" in error_line(capsys)
     assert not (tmp_path / "run").exists()
 
@@ -156,7 +131,7 @@ def test_an_unwritable_out_is_one_line(tiny_market, tmp_path, capsys, monkeypatc
         OSError(errno.EROFS, "Read-only file system", "/runs/x/history.csv"),
     ],
 )
-def test_file_system_errors_during_training_are_one_line(error, tiny_market, tmp_path, capsys,
+def test_file_system_errors_during_training_are_one_line(error, tiny_market_64x32, tmp_path, capsys,
                                                          monkeypatch):
     from tripletlib import training
 
@@ -164,7 +139,7 @@ def test_file_system_errors_during_training_are_one_line(error, tiny_market, tmp
         raise error
 
     monkeypatch.setattr(training, "train_row", failing)
-    assert main([*TRAIN, "--data", str(tiny_market), "--out", str(tmp_path / "run")]) == 2
+    assert main([*TRAIN, "--data", str(tiny_market_64x32), "--out", str(tmp_path / "run")]) == 2
     assert error_line(capsys) == f"tripletlib train: error: {error.strerror}: {error.filename}"
 
 
@@ -181,10 +156,10 @@ def test_file_system_errors_during_training_are_one_line(error, tiny_market, tmp
         (["--keep-checkpoints", "0"], "--keep-checkpoints"),
     ],
 )
-def test_train_values_below_range_name_the_option(arguments, option, tiny_market, tmp_path,
+def test_train_values_below_range_name_the_option(arguments, option, tiny_market_64x32, tmp_path,
                                                   capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main([*TRAIN, "--data", str(tiny_market), "--out", str(tmp_path / "r"), *arguments])
+        main([*TRAIN, "--data", str(tiny_market_64x32), "--out", str(tmp_path / "r"), *arguments])
     assert exit_info.value.code == 2
     line = error_line(capsys)
     assert option in line and ">= " in line
@@ -258,7 +233,7 @@ def test_an_unfinished_synthetic_set_is_refused_by_every_reader(synthetic_copy, 
         _ = Workspace("ci", data_root=synthetic_copy, output_dir=tmp_path / "book").metadata
 
 
-def test_a_damaged_synthetic_set_is_refused_and_not_reused(synthetic_copy, tiny_market, capsys):
+def test_a_damaged_synthetic_set_is_refused_and_not_reused(synthetic_copy, tiny_market_64x32, capsys):
     """Only the file counts were compared: a truncated image was read and "reused"."""
     damaged = sorted((synthetic_copy / "bounding_box_test").glob("*.jpg"))[0]
     damaged.write_bytes(damaged.read_bytes()[:100])
@@ -278,7 +253,7 @@ def test_a_damaged_synthetic_set_is_refused_and_not_reused(synthetic_copy, tiny_
         assert damaged.name in line and "--overwrite" in line and "overwrite=True" in line
         assert snapshot(synthetic_copy) == before
         assert main([*arguments, "--overwrite"]) == 0
-    assert snapshot(synthetic_copy) == snapshot(tiny_market)  # written anew, byte for byte
+    assert snapshot(synthetic_copy) == snapshot(tiny_market_64x32)  # written anew, byte for byte
 
 
 def test_same_size_damage_is_found_by_summary_check_and_by_synth(synthetic_copy, capsys):
@@ -355,18 +330,12 @@ def test_summary_into_a_closed_pipe(plain_market):
 
 # ----------------------------------------------------------------------------- trained runs
 
-SMALL = config.resolve_profile(
-    "ci", epochs=2, steps_per_epoch=1, offline_iterations=1, triplet_batch_size=4,
-    validation_identity_fraction=0.0,
-)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def trained_run(tiny_market, tmp_path_factory):
+def trained_run(tiny_market_64x32, tmp_path_factory):
     from tripletlib.training import train_row
 
     out = tmp_path_factory.mktemp("trained") / "run"
-    return train_row("mildnet", "triplet", "offline", SMALL, tiny_market, out, progress=False,
+    return train_row("mildnet", "triplet", "offline", SMALL, tiny_market_64x32, out, progress=False,
                      keep_checkpoints=2)  # fmt: skip
 
 
@@ -376,7 +345,7 @@ def test_keep_checkpoints_keeps_the_last_ones(trained_run):
     assert files.leftover_temporary_files(trained_run.out_dir) == []
 
 
-def test_evaluate_prints_before_it_writes(trained_run, tiny_market, tmp_path, capsys, monkeypatch):
+def test_evaluate_prints_before_it_writes(trained_run, tiny_market_64x32, tmp_path, capsys, monkeypatch):
     """A read-only model folder: every metric was computed, then the write crashed before they
     were printed. Now they are printed, then one error line; no file, not half of one."""
     model = tmp_path / "model"
@@ -387,7 +356,7 @@ def test_evaluate_prints_before_it_writes(trained_run, tiny_market, tmp_path, ca
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
     monkeypatch.setattr(runs, "write_json_atomic", read_only)
-    assert main(["evaluate", "--model", str(model), "--data", str(tiny_market), "--quiet"]) == 2
+    assert main(["evaluate", "--model", str(model), "--data", str(tiny_market_64x32), "--quiet"]) == 2
     captured = capsys.readouterr()
     assert "mAP:" in captured.out and "queries evaluated" in captured.out
     assert captured.err.startswith("tripletlib evaluate: error: Permission denied: ")
@@ -405,10 +374,10 @@ def test_evaluate_refuses_an_unfinished_synthetic_set(trained_run, synthetic_cop
     assert snapshot(trained_run.out_dir) == before
 
 
-def test_the_same_run_is_returned_not_refused(trained_run, tiny_market):
+def test_the_same_run_is_returned_not_refused(trained_run, tiny_market_64x32):
     from tripletlib.training import train_row
 
-    again = train_row("mildnet", "triplet", "offline", SMALL, tiny_market, trained_run.out_dir,
+    again = train_row("mildnet", "triplet", "offline", SMALL, tiny_market_64x32, trained_run.out_dir,
                       progress=False)  # fmt: skip
     assert again.reused and again.metrics == trained_run.metrics
 
@@ -432,13 +401,13 @@ if reference:
     summary["reference"] = [reference_run.epochs_completed, reference_run.finished]
 (out.parent / "summary.json").write_text(json.dumps(summary))
 """
-def test_training_killed_at_random_points_resumes_to_the_same_weights(tiny_market, tmp_path):
+def test_training_killed_at_random_points_resumes_to_the_same_weights(tiny_market_64x32, tmp_path):
     """SIGKILL twice at random moments after the run folder is set up (evaluation, start,
     an epoch, a checkpoint, mining: wherever it lands), then run to the end; an uninterrupted run
     in the same final process gives the same weights and learning curve."""
     script = TRAIN_SCRIPT.format(profile=json.dumps(KILL_PROFILE))
     out, reference = tmp_path / "runs" / "resumed", tmp_path / "runs" / "reference"
-    command = [sys.executable, "-c", script, str(tiny_market), str(out)]
+    command = [sys.executable, "-c", script, str(tiny_market_64x32), str(out)]
     env = {**os.environ, **DETERMINISTIC}
     seed = int(time.time())
     rng = random.Random(seed)
@@ -530,7 +499,7 @@ def run_copy(trained_run, tmp_path) -> Path:
 
 @pytest.mark.parametrize("name", ["checkpoints/latest.json", "checkpoints/epoch-0002/state.npz",
                                   "checkpoints/epoch-0002/model.weights.h5", "metrics.json"])
-def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(name, run_copy, tiny_market,
+def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(name, run_copy, tiny_market_64x32,
                                                                      capsys):
     """Resuming from a truncated state.npz was a BadZipFile traceback; a truncated weights
     file, latest.json or metrics.json an h5py or JSON message without the path or the way out.
@@ -539,26 +508,26 @@ def test_a_damaged_checkpoint_or_metrics_file_is_one_line_naming_it(name, run_co
         (run_copy / "metrics.json").unlink()  # unfinished: train resumes from the checkpoint
     truncate(run_copy / name)
     before = snapshot(run_copy)
-    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(run_copy)]
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market_64x32), "--out", str(run_copy)]
     assert main(command) == 2
     line = error_line(capsys)
     assert str(run_copy / name) in line and "is damaged" in line and "--restart" in line
     assert snapshot(run_copy) == before
 
 
-def test_restart_is_the_way_out_of_a_damaged_checkpoint(run_copy, tiny_market, capsys):
+def test_restart_is_the_way_out_of_a_damaged_checkpoint(run_copy, tiny_market_64x32, capsys):
     (run_copy / "metrics.json").unlink()
     truncate(run_copy / "checkpoints" / "epoch-0002" / "state.npz")
-    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(run_copy)]
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market_64x32), "--out", str(run_copy)]
     assert main([*command, "--restart"]) == 0
     assert (run_copy / "metrics.json").is_file()
     assert main(command) == 0 and "already holds this finished run" in capsys.readouterr().out
 
 
-def test_a_damaged_config_json_names_overwrite(run_copy, tiny_market, capsys):
+def test_a_damaged_config_json_names_overwrite(run_copy, tiny_market_64x32, capsys):
     (run_copy / "config.json").write_text('{"row": "mildnet-triplet-off')
     before = snapshot(run_copy)
-    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(run_copy)]
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market_64x32), "--out", str(run_copy)]
     assert main(command) == 2
     line = error_line(capsys)
     assert str(run_copy / "config.json") in line and "--overwrite" in line
@@ -566,7 +535,7 @@ def test_a_damaged_config_json_names_overwrite(run_copy, tiny_market, capsys):
 
 
 @pytest.mark.parametrize("damage", ["truncated weights", "garbage weights", "config.json"])
-def test_evaluate_names_a_damaged_model_file(damage, run_copy, tiny_market, capsys):
+def test_evaluate_names_a_damaged_model_file(damage, run_copy, tiny_market_64x32, capsys):
     weights = run_copy / runs.WEIGHTS_FILE
     if damage == "truncated weights":
         truncate(weights)
@@ -576,7 +545,7 @@ def test_evaluate_names_a_damaged_model_file(damage, run_copy, tiny_market, caps
         (run_copy / "config.json").write_text("{")
     damaged = run_copy / ("config.json" if damage == "config.json" else runs.WEIGHTS_FILE)
     before = snapshot(run_copy)
-    assert main(["evaluate", "--model", str(run_copy), "--data", str(tiny_market), "--quiet"]) == 2
+    assert main(["evaluate", "--model", str(run_copy), "--data", str(tiny_market_64x32), "--quiet"]) == 2
     line = error_line(capsys)
     assert str(damaged) in line and "is damaged" in line and "train the run again" in line
     assert snapshot(run_copy) == before
@@ -678,11 +647,11 @@ def test_synth_overwrite_keeps_files_it_did_not_write(marker, tmp_path, capsys):
     assert json.loads((out / config.SYNTHETIC_MARKER).read_text())["settings"]["seed"] == 5
 
 
-def test_a_bad_set_value_fails_before_any_file_is_written(tiny_market, tmp_path, capsys):
+def test_a_bad_set_value_fails_before_any_file_is_written(tiny_market_64x32, tmp_path, capsys):
     """`--set weights=foo` failed after config.json was written, so the corrected command was
     refused as "another config". Now nothing is written and the corrected command trains."""
     out = tmp_path / "run"
-    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market), "--out", str(out)]
+    command = [*TRAIN, *SMALL_ARGS, "--data", str(tiny_market_64x32), "--out", str(out)]
     assert main([*command, "--set", "weights=foo"]) == 2
     line = error_line(capsys)
     assert "weights" in line and "'foo'" in line
@@ -710,7 +679,7 @@ def test_a_run_that_fails_before_training_leaves_the_folder_as_found(existing, p
     assert (sorted(out.iterdir()) == []) if existing else not out.exists()
 
 
-def test_evaluate_on_a_read_only_file_system_prints_first(trained_run, tiny_market, tmp_path,
+def test_evaluate_on_a_read_only_file_system_prints_first(trained_run, tiny_market_64x32, tmp_path,
                                                            capsys, monkeypatch):
     """`evaluate` wrote its image cache beside the model before computing anything: on a
     read-only or full file system it printed no metric. Now the cache beside the model is only
@@ -726,7 +695,7 @@ def test_evaluate_on_a_read_only_file_system_prints_first(trained_run, tiny_mark
 
     monkeypatch.setattr(images.tempfile, "mkstemp", read_only)
     monkeypatch.setattr(runs, "write_json_atomic", read_only)
-    assert main(["evaluate", "--model", str(model), "--data", str(tiny_market), "--quiet"]) == 2
+    assert main(["evaluate", "--model", str(model), "--data", str(tiny_market_64x32), "--quiet"]) == 2
     captured = capsys.readouterr()
     assert "mAP:" in captured.out and "queries evaluated" in captured.out
     assert captured.err.startswith("tripletlib evaluate: error: Read-only file system")
@@ -734,14 +703,14 @@ def test_evaluate_on_a_read_only_file_system_prints_first(trained_run, tiny_mark
 
 
 @pytest.mark.parametrize("cache", ["none", "elsewhere"])
-def test_evaluate_cache_dir(cache, trained_run, tiny_market, tmp_path, capsys):
+def test_evaluate_cache_dir(cache, trained_run, tiny_market_64x32, tmp_path, capsys):
     """--cache-dir none writes no cache; --cache-dir DIR writes it there, not beside the model."""
     model = tmp_path / "models" / "model"
     shutil.copytree(trained_run.out_dir, model)
     before = snapshot(model)
     elsewhere = tmp_path / "cache"
     option = "none" if cache == "none" else str(elsewhere)
-    command = ["evaluate", "--model", str(model), "--data", str(tiny_market), "--quiet"]
+    command = ["evaluate", "--model", str(model), "--data", str(tiny_market_64x32), "--quiet"]
     assert main([*command, "--cache-dir", option]) == 0
     assert "mAP:" in capsys.readouterr().out
     written = set(snapshot(model)) - set(before)

@@ -14,36 +14,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_faults import SMALL, TINY, error_line, snapshot
+from support import SMALL, error_line, snapshot
 
 from tripletlib import config, data, gallery, models, runs
 from tripletlib.cli import main
-from tripletlib.synthetic import generate_synthetic_market
 
 
 @pytest.fixture(scope="module")
-def tiny_market(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("gallery") / "tiny"
-    generate_synthetic_market(root, progress=False, **TINY)
-    return root
-
-
-@pytest.fixture(scope="module")
-def run_dir(tiny_market, tmp_path_factory) -> Path:
+def run_dir(tiny_market_64x32, tmp_path_factory) -> Path:
     from tripletlib.training import train_row
 
     out = tmp_path_factory.mktemp("gallery-run") / "run"
-    return train_row("mildnet", "triplet", "offline", SMALL, tiny_market, out,
+    return train_row("mildnet", "triplet", "offline", SMALL, tiny_market_64x32, out,
                      progress=False).out_dir  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def own_images(tiny_market, tmp_path_factory) -> Path:
+def own_images(tiny_market_64x32, tmp_path_factory) -> Path:
     """The tiny test gallery's first 12 images under other names, as JPEG, PNG and BMP, some
     in a sub-folder, beside a text file and a hidden file that are not images."""
     folder = tmp_path_factory.mktemp("own") / "photos"
     (folder / "day two").mkdir(parents=True)
-    sources = sorted((tiny_market / "bounding_box_test").glob("*.jpg"))[:12]
+    sources = sorted((tiny_market_64x32 / "bounding_box_test").glob("*.jpg"))[:12]
     for number, source in enumerate(sources):
         image = Image.open(source)
         suffix = (".jpg", ".PNG", ".bmp")[number % 3]
@@ -220,11 +212,11 @@ def test_search_refuses_a_bad_query_index_or_figure(run_dir, own_images, embedde
 
 # ----------------------------------------------------------------------------- a folder of people
 @pytest.fixture(scope="module")
-def people(tiny_market, tmp_path_factory) -> Path:
+def people(tiny_market_64x32, tmp_path_factory) -> Path:
     """The tiny set's people, one folder each (named after them, not numbered), no camera ids."""
     root = tmp_path_factory.mktemp("people") / "people"
     for folder in ("bounding_box_train", "bounding_box_test", "query"):
-        for path in sorted((tiny_market / folder).glob("*.jpg")):
+        for path in sorted((tiny_market_64x32 / folder).glob("*.jpg")):
             person = path.name.split("_")[0]
             if person in ("0000", "-1"):
                 continue

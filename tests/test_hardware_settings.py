@@ -1,4 +1,4 @@
-"""A profile's hardware settings (issue 15): precision, device-resident batches, data parallel.
+"""A profile's hardware settings: precision, device-resident batches, data parallel.
 
 Tiny rows (8 + 6 synthetic identities, 64x32, 2 steps an epoch, one iteration). The bf16 row is a
 quarter-width MILDNet (its embeddings must come back float32 and unit-norm from the run folder);
@@ -16,34 +16,15 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from test_devices import run_on_two_cpu_devices
+from support import run_on_two_cpu_devices, tiny_embedder
 
-from tripletlib import config, models, runs
-from tripletlib.synthetic import generate_synthetic_market
+from tripletlib import config, runs
 from tripletlib.training import train_row
 
 PROFILE = config.resolve_profile(
     "ci", epochs=1, steps_per_epoch=2, triplet_batch_size=4, pk_identities=4, pk_images=2,
     warm_start=None, offline_iterations=1,
 )  # fmt: skip
-
-
-def tiny_embedder(backbone: str, input_shape, **options) -> keras.Model:
-    """`models.build_embedder`'s signature, a network small enough to compile in seconds."""
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same")(
-        keras.layers.Rescaling(1 / 255)(inputs)
-    )
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-    x = keras.layers.Dense(16, name="embedding")(keras.layers.GlobalAveragePooling2D()(x))
-    return keras.Model(inputs, models.L2Normalization(dtype="float32")(x), name=f"tiny_{backbone}")
-
-
-@pytest.fixture(scope="module")
-def tiny_market(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data") / "tiny"
-    generate_synthetic_market(root, train_ids=8, test_ids=6, seed=0, progress=False)
-    return root
 
 
 @pytest.mark.parametrize(
@@ -163,7 +144,7 @@ TWO_DEVICE_ROW = """
 import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from test_hardware_settings import tiny_embedder
+from support import tiny_embedder
 from tripletlib import config
 from tripletlib.synthetic import generate_synthetic_market
 from tripletlib.training import train_row

@@ -1,4 +1,4 @@
-"""The library's imports point one way: no module imports one that imports it back (issue 13).
+"""The library's imports point one way: no module imports one that imports it back.
 
 Every `import` and `from tripletlib ... import` of each module, at module level or inside a
 function, is an edge of the graph; the graph of tripletlib must be acyclic, and `runs` (run

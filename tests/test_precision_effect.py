@@ -1,4 +1,4 @@
-"""benchmarks/precision_effect.py (issue 15): a finished row scored with float32 and with bf16."""
+"""benchmarks/precision_effect.py: a finished row scored with float32 and with bf16."""
 
 import importlib.util
 from pathlib import Path

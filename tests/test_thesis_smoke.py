@@ -1,4 +1,4 @@
-"""Smoke runs of what needs a GPU, at a tiny size on the CPU under JAX (issue 15).
+"""Smoke runs of what needs a GPU, at a tiny size on the CPU under JAX.
 
 - The whole book on the `thesis` profile (`tripletlib book --profile thesis --set ...`): the
   synthetic set standing in for Market-1501, random weights for ImageNet, 64x32 instead of 256x128,
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_devices import jax_environment
+from support import jax_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 # The thesis profile at a CPU smoke size: only what a 2-core machine cannot afford changes.

@@ -13,15 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pandas as pd
 import pytest
+from support import DETERMINISTIC, h5_arrays
 
 from tripletlib import config, data, models, pretraining, runs, training
 from tripletlib.runs import HISTORY_COLUMNS, METRIC_KEYS
-from tripletlib.synthetic import generate_synthetic_market
 from tripletlib.training import (
     learning_rate_at,
     split_validation_identities,
@@ -40,13 +39,6 @@ METRICS_KEYS = {
     "trained", "untrained", "pretrained", "pretraining", "train_seconds", "images_per_second",
     "setup",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def tiny_market(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data") / "tiny"
-    generate_synthetic_market(root, train_ids=8, test_ids=6, seed=0, progress=False)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -273,26 +265,6 @@ parts = [train_row(*row, out / "resumed", progress=False, stop_after_epochs=stop
 summary = [(p.epochs_completed, p.finished, p.reused) for p in [reference, *parts]]
 (out / "summary.json").write_text(json.dumps(summary))
 """
-DETERMINISTIC = {
-    "TF_ENABLE_ONEDNN_OPTS": "0",
-    "TF_DETERMINISTIC_OPS": "1",
-    "TF_NUM_INTRAOP_THREADS": "1",
-    "TF_NUM_INTEROP_THREADS": "1",
-    "TF_CPP_MIN_LOG_LEVEL": "3",
-}
-
-
-def h5_arrays(path: Path) -> dict[str, np.ndarray]:
-    arrays = {}
-    with h5py.File(path, "r") as handle:
-        handle.visititems(
-            lambda name, item: (
-                arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None
-            )
-        )
-    return arrays
-
-
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_market, tmp_path):
     completed = subprocess.run(
         [sys.executable, "-c", RESUME_SCRIPT, str(tiny_market), str(tmp_path)],

@@ -513,8 +513,17 @@ def _one_line(error: BaseException) -> str:
     return str(error)
 
 
+# Sub-commands that load Keras: imported first through `quiet`, so that TensorFlow's start-up log
+# lines (a oneDNN notice, CPU instructions) do not reach the terminal.
+KERAS_COMMANDS = ("train", "evaluate", "book", "embed", "search")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in KERAS_COMMANDS:
+        from tripletlib.quiet import import_keras_quietly
+
+        import_keras_quietly()
     try:
         status = args.handler(args)
         sys.stdout.flush()

@@ -95,7 +95,7 @@ class Profile:
     warm_start: str | None = None
     # MILDNet's rows' Adam rate when it differs (None: `learning_rate`, the thesis' one rate).
     mildnet_learning_rate: float | None = None
-    # How a row uses the hardware (issue 15; `tripletlib.devices`), none of which changes the
+    # How a row uses the hardware (`tripletlib.devices`), none of which changes the
     # recipe: the dtype policy the embedder and the training model are built under (`PRECISIONS`;
     # embeddings stay float32 and unit-norm), the training images uploaded once and each batch
     # gathered on the device (`sampling.DeviceTripletDataset` offline, `sampling.DevicePKDataset`

@@ -171,7 +171,7 @@ class RunMetrics:
     pretrained: dict[str, Any] | None = None
     pretraining: dict[str, Any] | None = None
     # How it used the hardware (`devices.describe`): backend, devices, precision, device-resident
-    # batches and how many devices split each batch; None in runs written before issue 15.
+    # batches and how many devices split each batch; None in runs that did not record it.
     setup: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

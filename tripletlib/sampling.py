@@ -75,9 +75,8 @@ def _check_seed(seed) -> None:
 
 # Keras reads a PyDataset through tf.data under the TensorFlow backend. With one worker (Keras'
 # default) it adds `prefetch(AUTOTUNE)`, and destroying that pipeline at the end of `fit` waits for
-# tf.data's autotuning thread, which sleeps up to 60 s between rounds: with TF 2.21 on 2 cores the
-# ci MILDNet identity-classification warm start (150 steps) took 85-94 s or 145 s for the same work, both cores idle for the
-# difference (docs/benchmarks.md, "The wait at the end of fit"). With more than one worker Keras
+# tf.data's autotuning thread, which sleeps up to 60 s between rounds, so the same fit took a minute
+# longer at random (docs/benchmarks.md, "The wait at the end of fit"). With more than one worker Keras
 # feeds the batches from its own threads and turns tf.data's autotuning off. Batches are pure
 # functions of (seed, epoch, index), so the threads change no batch.
 #

@@ -207,7 +207,7 @@ class Workspace:
 
     def baseline_comparison(self, rows: list[str] | tuple[str, ...]) -> pd.DataFrame:
         """Rank-1 and mAP (%) of the hand-crafted baseline and of each trained row, and whether the
-        row's mAP beats the baseline's (issue 14's bar: every row above it)."""
+        row's mAP beats the baseline's (the bar: every row above it)."""
         reference = self.baseline_metrics()
         lines = [{"model": "hand-crafted (no learning)", "Rank-1": 100 * reference["rank1"],
                   "mAP": 100 * reference["mAP"], "beats the baseline's mAP": None}]  # fmt: skip
