@@ -26,11 +26,12 @@ the pixels without the crop and the centre weight.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from tripletlib import evaluation, retrieval
+from tripletlib import evaluation
 
 METRIC_KEYS = ("rank1", "rank5", "mAP", "cmc", "num_valid_queries")
 DEFAULTS: dict[str, Any] = {
@@ -147,17 +148,17 @@ def evaluate_baseline(
     """Rank-1, Rank-5, mAP, CMC and the number of valid queries of the descriptor (Section 4.1).
 
     `query` and `gallery` are each a ``(images, person_ids, camera_ids)`` tuple or an object with
-    those attributes (such as a `data.Split`). Same keys as a trained row's metrics: squared
-    Euclidean distances (`retrieval.squared_distances`) ranked by `evaluation.evaluate`.
+    those attributes (such as a `data.Split`). Same keys as a trained row's metrics, through the
+    one evaluation path: the descriptors ranked by `evaluation.evaluate_embeddings` (exact
+    search on squared Euclidean distances).
     """
     parts = [_split_parts(split, name) for split, name in ((query, "query"), (gallery, "gallery"))]
     (query_images, query_pids, query_cams), (gallery_images, gallery_pids, gallery_cams) = parts
-    distances = retrieval.squared_distances(
-        describe(query_images, **descriptor_options), describe(gallery_images, **descriptor_options)
-    )
-    result = evaluation.evaluate(
-        distances, query_pids, gallery_pids, query_cams, gallery_cams, protocol=protocol
-    )
+    result = evaluation.evaluate_embeddings(
+        describe(query_images, **descriptor_options), describe(gallery_images, **descriptor_options),
+        SimpleNamespace(person_ids=query_pids, camera_ids=query_cams),
+        SimpleNamespace(person_ids=gallery_pids, camera_ids=gallery_cams), protocol=protocol,
+    )  # fmt: skip
     values = result.to_dict()
     return {key: values[key] for key in METRIC_KEYS}
 

@@ -8,8 +8,9 @@ A run folder holds `config.json`, `history.csv` (columns `HISTORY_COLUMNS`), `ch
 - `load_embedder(run_dir)`: the trained embedder, rebuilt from config.json.
 - `cached_embeddings` / `store_embeddings`: a row's embeddings, kept under a key of the weights
   file and the images (`embeddings_key`).
-- `evaluate_embedder` / `cached_evaluation`: Rank-1, Rank-5, mAP, CMC of an embedder through the
-  one evaluation path (`evaluation.evaluate_embeddings`), kept under `evaluation_key`.
+- `embed_and_evaluate`: the one evaluation of an embedder (embed the query and the gallery, then
+  `evaluation.evaluate_embeddings`), used by training, `tripletlib evaluate` and the notebooks;
+  `evaluate_embedder` / `cached_evaluation` keep its metrics.json record under `evaluation_key`.
 - `evaluate_saved_model`: `tripletlib evaluate`, exact search or Annoy (Section 3.3.2), and with
   `re_rank` the k-reciprocal re-ranked metrics beside (`stored_re_ranked` reads them back).
 """
@@ -308,6 +309,40 @@ def evaluation_record(result: evaluation.EvaluationResult) -> dict[str, Any]:
     return {key: values[key] for key in METRIC_KEYS}
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """An embedder's evaluation on a query and a gallery: the result, the embeddings it ranked
+    ("query", "gallery") and the seconds of the search and the ranking alone."""
+
+    result: evaluation.EvaluationResult
+    embeddings: dict[str, np.ndarray]
+    search_seconds: float
+
+
+def embed_and_evaluate(
+    embedder: keras.Model,
+    query: data.Split,
+    gallery: data.Split,
+    *,
+    batch_size: int = 128,
+    progress: bool = False,
+    **options: Any,
+) -> Evaluated:
+    """The package's one evaluation of an embedder (Section 4.1): embed the query and the gallery
+    (`models.embed_images`), then `evaluation.evaluate_embeddings` with `options` (``search``,
+    ``protocol``, ``re_rank``, the Annoy settings). Training, `tripletlib evaluate` and the
+    book's rows all go through it."""
+    embeddings = {
+        name: models.embed_images(embedder, split.images, batch_size, progress=progress)
+        for name, split in (("query", query), ("gallery", gallery))
+    }
+    started = time.perf_counter()
+    result = evaluation.evaluate_embeddings(
+        embeddings["query"], embeddings["gallery"], query, gallery, **options
+    )
+    return Evaluated(result, embeddings, time.perf_counter() - started)
+
+
 def evaluate_embedder(
     embedder: keras.Model,
     query: data.Split,
@@ -315,17 +350,11 @@ def evaluate_embedder(
     batch_size: int = 128,
     re_rank: bool = False,
 ) -> dict[str, Any]:
-    """Rank-1, Rank-5, mAP, CMC and valid queries, exact search, Market protocol (Section 4.1);
-    ``re_rank``: ranked by k-reciprocal re-ranked distances (`tripletlib.reranking`)."""
-    return evaluation_record(
-        evaluation.evaluate_embeddings(
-            models.embed_images(embedder, query.images, batch_size),
-            models.embed_images(embedder, gallery.images, batch_size),
-            query,
-            gallery,
-            re_rank=re_rank,
-        )
-    )
+    """Rank-1, Rank-5, mAP, CMC and valid queries, exact search, Market protocol (Section 4.1),
+    as metrics.json keeps them (`embed_and_evaluate`, `evaluation_record`); ``re_rank``: ranked
+    by k-reciprocal re-ranked distances (`tripletlib.reranking`)."""
+    evaluated = embed_and_evaluate(embedder, query, gallery, batch_size=batch_size, re_rank=re_rank)
+    return evaluation_record(evaluated.result)
 
 
 def evaluation_key(embedder: keras.Model, query: data.Split, gallery: data.Split) -> str:
@@ -402,15 +431,12 @@ def evaluate_saved_model(
         splits=("gallery", "query"), progress=progress, write_cache=write_cache,
     )  # fmt: skip
     query, gallery = splits["query"], splits["gallery"]
-    query_embeddings, gallery_embeddings = (
-        models.embed_images(embedder, split.images, progress=progress) for split in (query, gallery)
-    )
-    started = time.perf_counter()
-    result = evaluation.evaluate_embeddings(
-        query_embeddings, gallery_embeddings, query, gallery, protocol=protocol, search=search,
-        annoy_neighbours=annoy_neighbours, annoy_trees=annoy_trees, annoy_search_k=annoy_search_k,
+    evaluated = embed_and_evaluate(
+        embedder, query, gallery, progress=progress, protocol=protocol, search=search, annoy_neighbours=annoy_neighbours,
+        annoy_trees=annoy_trees, annoy_search_k=annoy_search_k,
     )  # fmt: skip
-    search_seconds = time.perf_counter() - started
+    result, search_seconds = evaluated.result, evaluated.search_seconds
+    query_embeddings, gallery_embeddings = (evaluated.embeddings[n] for n in ("query", "gallery"))
     metrics = result.to_dict()
     metrics.update(
         search=search,

@@ -68,7 +68,6 @@ from tripletlib import (
     config,
     data,
     devices,
-    evaluation,
     files,
     losses,
     mining,
@@ -269,20 +268,16 @@ def train_row(
                 row, out_dir, None, False, trainer.epochs_completed, epochs, trainer.phase_seconds
             )
 
-        test = {name: splits[name].images for name in ("query", "gallery")}
         with trainer.clock("evaluations"):
-            embeddings = {
-                name: models.embed_images(trainer.embedder, values, profile.embed_batch_size)
-                for name, values in test.items()
-            }
-            trained = runs.evaluation_record(
-                evaluation.evaluate_embeddings(
-                    embeddings["query"], embeddings["gallery"], splits["query"], splits["gallery"]
-                )
-            )
+            evaluated = runs.embed_and_evaluate(
+                trainer.embedder, splits["query"], splits["gallery"],
+                batch_size=profile.embed_batch_size,
+            )  # fmt: skip
+            trained = runs.evaluation_record(evaluated.result)
         with files.atomic_path(out_dir / runs.WEIGHTS_FILE) as temporary:
             trainer.embedder.save_weights(temporary)
-        runs.store_embeddings(out_dir, test, embeddings)  # what the notebooks ask for next
+        test = {name: splits[name].images for name in ("query", "gallery")}
+        runs.store_embeddings(out_dir, test, evaluated.embeddings)  # what the notebooks ask next
         pretrained = read_json(pretrained_path) or {}
         metrics = runs.RunMetrics(
             row=row,
