@@ -80,7 +80,8 @@ def test_stored_re_ranked_metrics_reach_table_4_4(tmp_path):
     trained = {"rank1": 0.4, "rank5": 0.6, "mAP": 0.3}
     metrics = {"row": row, "backbone": "resnet50", "loss": "lossless", "mining": "offline",
                "profile": "ci", "dataset": "synthetic", "data_root": str(data_root),
-               "protocol": "market", "seed": 0, "trained": trained}  # fmt: skip
+               "protocol": "market", "seed": 0, "trained": trained, "untrained": trained,
+               "train_seconds": 60.0, "images_per_second": 100.0}  # fmt: skip
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     loaded = tables.load_run_metrics(run_dir)
     assert runs.re_ranked_by_row(loaded) == {}

@@ -432,6 +432,9 @@ THESIS_ROWS: dict[str, tuple[str, str, str]] = {
     "resnet50-batch-all-online": ("resnet50", "batch-all", "online"),
 }
 
+# The metrics of a row that the thesis tables print, each a fraction in [0, 1] (Section 4.1).
+TABLE_METRICS = ("rank1", "rank5", "mAP")
+
 BACKBONE_CHOICES = ("resnet50", "mildnet")
 LOSS_CHOICES = ("triplet", "lossless", "batch-all", "batch-hard")
 MINING_CHOICES = ("offline", "online")

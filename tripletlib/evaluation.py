@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from tripletlib import reranking, retrieval
+from tripletlib.data import JUNK_ID
 
 PROTOCOLS = ("market", "naive")
 AP_MODES = ("noninterpolated", "trapezoid")
-JUNK_ID = -1
 _QUERY_CHUNK = 256
 
 

@@ -26,7 +26,8 @@ import numpy as np
 from keras import layers, ops
 from tqdm.auto import tqdm
 
-BACKBONES = ("resnet50", "mildnet")
+from tripletlib.config import BACKBONE_CHOICES as BACKBONES
+
 # Name of the nested backbone model inside each embedder (see `get_backbone`).
 BACKBONE_LAYER_NAMES = {"resnet50": "resnet50", "mildnet": "vgg16"}
 # ImageNet channel means in BGR order, as in keras.applications' "caffe" preprocessing.

@@ -2,8 +2,9 @@
 
 A run folder holds `config.json`, `history.csv` (columns `HISTORY_COLUMNS`), `checkpoints/`,
 `mining.json` (offline rows), `embedder.weights.h5`, `embeddings.npz` and `metrics.json`
-(`RunMetrics`; schema in docs/design.md). This module reads and writes them and never trains:
-`training` writes a run through it, the notebooks and `tripletlib evaluate` read one back.
+(`RunMetrics`: its fields are the schema, `RunMetrics.validate` checks a file against it, and
+`tables` reads through it). This module reads and writes them and never trains: `training`
+writes a run through it, the notebooks and `tripletlib evaluate` read one back.
 
 - `load_embedder(run_dir)`: the trained embedder, rebuilt from config.json.
 - `cached_embeddings` / `store_embeddings`: a row's embeddings, kept under a key of the weights
@@ -28,11 +29,22 @@ from typing import Any
 import keras
 import numpy as np
 
-from tripletlib import config, data, devices, evaluation, files, models, reranking, retrieval
+from tripletlib import (
+    checks,
+    config,
+    data,
+    devices,
+    evaluation,
+    files,
+    models,
+    reranking,
+    retrieval,
+)
 from tripletlib.files import write_json_atomic
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "learning_rate", "iteration")
 METRIC_KEYS = ("rank1", "rank5", "mAP", "cmc", "num_valid_queries")
+TABLE_METRICS = config.TABLE_METRICS
 EMBEDDINGS_FILE = "embeddings.npz"
 WEIGHTS_FILE = "embedder.weights.h5"
 # What a run writes besides config.json; a new run (another config, or resume=False) removes them.
@@ -185,12 +197,47 @@ class RunMetrics:
         return cls(**values)
 
     @classmethod
+    def required_fields(cls) -> tuple[str, ...]:
+        """The keys every metrics.json has: the fields without a default."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING)
+
+    @classmethod
+    def validate(cls, values: Any, source: str) -> dict[str, Any]:
+        """`values` checked against this schema (`source` names it in errors): every required
+        field, non-empty names, and the trained Rank-1 / Rank-5 / mAP as fractions in [0, 1].
+        Keys beyond the schema are kept (`tables.load_run_metrics` reads them too)."""
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(values).__name__}")
+        missing = [key for key in cls.required_fields() if key not in values]
+        if missing:
+            raise ValueError(
+                f"{source}: missing key(s) {missing}; a metrics file needs "
+                f"{list(cls.required_fields())}"
+            )
+        for key in ("row", "dataset", "profile", "protocol"):
+            if not isinstance(values[key], str) or not values[key].strip():
+                raise ValueError(f"{source}: {key!r} must be a non-empty string, got {values[key]!r}")
+        trained = values["trained"]
+        if not isinstance(trained, dict):
+            raise ValueError(f"{source}: 'trained' must be an object with {list(TABLE_METRICS)}")
+        missing = [key for key in TABLE_METRICS if key not in trained]
+        if missing:
+            raise ValueError(f"{source}: 'trained' is missing key(s) {missing}")
+        for key in TABLE_METRICS:
+            if not checks.is_fraction(trained[key]):
+                raise ValueError(
+                    f"{source}: trained[{key!r}] must be a fraction in [0, 1], got {trained[key]!r}"
+                )
+        return dict(values)
+
+    @classmethod
     def read(cls, run_dir: str | Path) -> RunMetrics:
         path = Path(run_dir) / "metrics.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: the run in {run_dir} did not finish")
-        with files.reading(path, RETRAIN):  # a JSON object without RunMetrics' fields too
-            return cls.from_dict(files.read_json(path, RETRAIN))
+        values = cls.validate(files.read_json(path, RETRAIN), str(path))
+        with files.reading(path, RETRAIN):  # keys beyond the schema
+            return cls.from_dict(values)
 
     def write(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / "metrics.json"

@@ -1,7 +1,7 @@
 """The thesis' result tables (Tables 4.1-4.4, Chapter 4) beside the numbers of our own runs.
 
 The published numbers are constants (percent, as printed in the thesis). Our numbers come from the
-`metrics.json` files that `tripletlib train` writes (schema in docs/design.md; fractions in [0, 1]).
+`metrics.json` files that `tripletlib train` writes (schema: `runs.RunMetrics`; fractions in [0, 1]).
 Each of our cells says which dataset, profile and protocol produced it, taken from the metrics file:
 a synthetic number is never presented as a Market-1501 number. A row that was not run reads
 "not run"; no number is ever made up.
@@ -22,32 +22,17 @@ from typing import Any
 
 import pandas as pd
 
+from tripletlib.checks import is_fraction
+from tripletlib.config import TABLE_METRICS, THESIS_ROWS
 from tripletlib.files import read_json
 
 NOT_RUN = "not run"
 METRICS_FILE = "metrics.json"
-REQUIRED_KEYS = (
-    "row",
-    "backbone",
-    "loss",
-    "mining",
-    "profile",
-    "dataset",
-    "protocol",
-    "seed",
-    "trained",
-)
-REQUIRED_METRICS = ("rank1", "rank5", "mAP")
 FINAL_ROW = "resnet50-lossless-offline"  # the thesis' final model (Section 4.2.3)
 BASELINE_NAME = "hand-crafted (no learning)"
 RE_RANKED_SUFFIX = "+ re-ranking"  # Table 4.4's line of a row under k-reciprocal re-ranking
 BASELINE_RUN = "baseline"  # the "run" column of the baseline row (tripletlib.baseline)
-TRAINED_ROWS = (
-    "mildnet-triplet-offline",
-    "resnet50-triplet-offline",
-    "resnet50-lossless-offline",
-    "resnet50-batch-all-online",
-)
+TRAINED_ROWS = tuple(THESIS_ROWS)  # the rows of Tables 4.1-4.3 (`config.THESIS_ROWS`)
 
 
 @dataclass(frozen=True)
@@ -117,39 +102,12 @@ THESIS_TABLES: dict[str, ThesisTable] = {
 }
 
 
-def _is_fraction(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and 0.0 <= value <= 1.0
-    )
-
-
 def validate_run_metrics(metrics: Any, source: str) -> dict[str, Any]:
-    """Check one run's metrics against the `metrics.json` schema; `source` names it in errors."""
-    if not isinstance(metrics, Mapping):
-        raise ValueError(f"{source}: expected a JSON object, got {type(metrics).__name__}")
-    missing = [key for key in REQUIRED_KEYS if key not in metrics]
-    if missing:
-        raise ValueError(
-            f"{source}: missing key(s) {missing}; a metrics file needs {list(REQUIRED_KEYS)}"
-        )
-    for key in ("row", "dataset", "profile", "protocol"):
-        if not isinstance(metrics[key], str) or not metrics[key].strip():
-            raise ValueError(f"{source}: {key!r} must be a non-empty string, got {metrics[key]!r}")
-    trained = metrics["trained"]
-    if not isinstance(trained, Mapping):
-        raise ValueError(f"{source}: 'trained' must be an object with {list(REQUIRED_METRICS)}")
-    missing = [key for key in REQUIRED_METRICS if key not in trained]
-    if missing:
-        raise ValueError(f"{source}: 'trained' is missing key(s) {missing}")
-    for key in REQUIRED_METRICS:
-        if not _is_fraction(trained[key]):
-            raise ValueError(
-                f"{source}: trained[{key!r}] must be a fraction in [0, 1], got {trained[key]!r}"
-            )
-    return dict(metrics)
+    """Check one run's metrics against the `metrics.json` schema (`runs.RunMetrics.validate`);
+    `source` names it in errors."""
+    from tripletlib.runs import RunMetrics
+
+    return RunMetrics.validate(metrics, source)
 
 
 def validate_baseline_metrics(baseline: Any) -> dict[str, Any]:
@@ -158,14 +116,14 @@ def validate_baseline_metrics(baseline: Any) -> dict[str, Any]:
     ``profile`` and ``protocol`` are optional (default "-" and "market")."""
     if not isinstance(baseline, Mapping):
         raise ValueError(f"baseline: expected a dict of metrics, got {type(baseline).__name__}")
-    missing = [key for key in (*REQUIRED_METRICS, "dataset") if key not in baseline]
+    missing = [key for key in (*TABLE_METRICS, "dataset") if key not in baseline]
     if missing:
         raise ValueError(
-            f"baseline: missing key(s) {missing}; it needs {[*REQUIRED_METRICS, 'dataset']} "
+            f"baseline: missing key(s) {missing}; it needs {[*TABLE_METRICS, 'dataset']} "
             "(add the dataset to what baseline.evaluate_baseline returns)"
         )
-    for key in REQUIRED_METRICS:
-        if not _is_fraction(baseline[key]):
+    for key in TABLE_METRICS:
+        if not is_fraction(baseline[key]):
             raise ValueError(
                 f"baseline[{key!r}] must be a fraction in [0, 1], got {baseline[key]!r}"
             )
@@ -261,7 +219,7 @@ def _start_cells(run: Mapping[str, Any]) -> dict[str, Any]:
     """The row's start alone, before its triplet training: "pretrained" (the label-free start)
     where it had one, else "untrained" (random weights, or the thesis' ImageNet weights)."""
     start = run.get("pretrained") or run.get("untrained")
-    if not isinstance(start, Mapping) or not all(_is_fraction(start.get(k)) for k in ("rank1", "mAP")):
+    if not isinstance(start, Mapping) or not all(is_fraction(start.get(k)) for k in ("rank1", "mAP")):
         return {"start_rank1": None, "start_mAP": None}
     return {"start_rank1": _percent(start["rank1"]), "start_mAP": _percent(start["mAP"])}
 
@@ -325,8 +283,8 @@ def validate_re_ranked(
             )
         if not isinstance(metrics, Mapping):
             raise ValueError(f"re_ranked[{row!r}]: expected a dict of metrics, got {metrics!r}")
-        for key in REQUIRED_METRICS:
-            if not _is_fraction(metrics.get(key)):
+        for key in TABLE_METRICS:
+            if not is_fraction(metrics.get(key)):
                 raise ValueError(
                     f"re_ranked[{row!r}][{key!r}] must be a fraction in [0, 1], got "
                     f"{metrics.get(key)!r}"
