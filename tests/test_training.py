@@ -21,12 +21,8 @@ from support import DETERMINISTIC, h5_arrays
 
 from tripletlib import config, data, models, pretraining, runs, training
 from tripletlib.runs import HISTORY_COLUMNS, METRIC_KEYS
-from tripletlib.training import (
-    learning_rate_at,
-    split_validation_identities,
-    total_epochs,
-    train_row,
-)
+from tripletlib.trainer import learning_rate_at, total_epochs
+from tripletlib.training import split_validation_identities, train_row
 
 # The ci profile (quarter-width networks from the shipped label-free start) at a few steps, at
 # the thesis' single learning rate, so that these tests pin the records and the schedule.

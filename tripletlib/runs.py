@@ -46,10 +46,11 @@ HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "learning_rate", "iteration")
 METRIC_KEYS = ("rank1", "rank5", "mAP", "cmc", "num_valid_queries")
 TABLE_METRICS = config.TABLE_METRICS
 EMBEDDINGS_FILE = "embeddings.npz"
+MINING_FILE = "mining.json"  # offline rows: what each mining pass found
 WEIGHTS_FILE = "embedder.weights.h5"
 # What a run writes besides config.json; a new run (another config, or resume=False) removes them.
 RUN_FILES = (
-    "checkpoints", "history.csv", "metrics.json", "mining.json", WEIGHTS_FILE, EMBEDDINGS_FILE,
+    "checkpoints", "history.csv", "metrics.json", MINING_FILE, WEIGHTS_FILE, EMBEDDINGS_FILE,
 )  # fmt: skip
 
 
@@ -150,6 +151,20 @@ def save_hard_negatives(path: Path, hard_negatives: dict[int, np.ndarray]) -> No
     counts = np.array([len(hard_negatives[a]) for a in anchors], dtype=np.int64)
     rows = np.concatenate([hard_negatives[a] for a in anchors] + [np.empty(0, np.int64)])
     files.save_npz_atomic(path, anchors=anchors, counts=counts, rows=rows)
+
+
+def hard_negatives_path(run_dir: Path, iteration: int) -> Path:
+    """Where the hard negatives mined before offline iteration `iteration` are kept."""
+    return Path(run_dir) / "checkpoints" / f"hard_negatives_iteration{iteration}.npz"
+
+
+def record_mining(run_dir: Path, iteration: int, record: dict[str, Any]) -> Path:
+    """Keep what the mining before `iteration` found in `run_dir/mining.json` (one entry per
+    iteration; a resumed run's second pass replaces the first)."""
+    path = Path(run_dir) / MINING_FILE
+    records = [entry for entry in (read_json(path) or []) if entry["iteration"] != iteration]
+    write_json(path, [*records, {"iteration": iteration, **record}])
+    return path
 
 
 def load_hard_negatives(path: Path) -> dict[int, np.ndarray]:

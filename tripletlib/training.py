@@ -24,36 +24,31 @@
   `profile.offline_iterations * profile.epochs` epochs: as many as an offline row's iterations
   together, so that both mining techniques train equally long.
 
-Every epoch ends with a checkpoint: weights, optimizer state and the random-number state of the
-augmentation and dropout layers (Keras keeps the latter outside the weights file). Batches are a
-function of (seed, epoch, index) and are fed in order, so a resumed run repeats the batches and
-random transformations of an uninterrupted one. Bit-identical results also need deterministic
-kernels; TensorFlow's oneDNN CPU kernels may differ in the last bits from run to run
-(`TF_ENABLE_ONEDNN_OPTS=0`, `TF_DETERMINISTIC_OPS=1` and one thread rule that out).
+`train_row` reads as the recipe's four steps: prepare the data, build the network and its start,
+train (`trainer.Trainer`: the optimizer, the batches, mining and a checkpoint every epoch, from
+which a stopped run resumes to the same weights), and record what it learned. Bit-identical
+results also need deterministic kernels; TensorFlow's oneDNN CPU kernels may differ in the last
+bits from run to run (`TF_ENABLE_ONEDNN_OPTS=0`, `TF_DETERMINISTIC_OPS=1` and one thread rule
+that out).
 
 Artefacts in `out_dir` (the run folder, `tripletlib.runs`): `config.json`, `history.csv`,
 `checkpoints/`, `mining.json` (offline rows), `embedder.weights.h5`, `embeddings.npz` and
 `metrics.json` (`runs.RunMetrics`). `metrics.json` holds three evaluations: "untrained" (the
 random initial weights), "pretrained" (the start alone; only with `profile.warm_start`) and
-"trained", all through `runs.cached_evaluation` / `evaluation.evaluate_embeddings`.
+"trained", all through `runs.embed_and_evaluate`.
 
 A notebook or a probe swaps parts of the recipe by passing objects to `train_row`:
 `build_embedder` (same signature as `models.build_embedder`), `loss_function` (a Keras loss),
-`augmentation` (a Keras layer) or `build_triplet_model` (as `models.build_triplet_model`). The
-`Trainer` keeps `phase_seconds`: the wall seconds of the evaluations, triplet fits,
-mining and checkpoints.
+`augmentation` (a Keras layer) or `build_triplet_model` (as `models.build_triplet_model`);
+`RunResult.phase_seconds` holds the wall seconds of the evaluations, triplet fits, mining and
+checkpoints.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import inspect
-import io
 import os
 import shutil
-import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,25 +59,23 @@ import numpy as np
 import pandas as pd
 
 from tripletlib import (
-    augment,
     config,
     data,
     devices,
     files,
-    losses,
-    mining,
     models,
     pretraining,
     runs,
-    sampling,
 )
 from tripletlib.config import (
-    AUGMENTATION_STREAM,
-    ITERATION_STREAM,
     VALIDATION_STREAM,
     derived_seed,
 )
-from tripletlib.runs import HISTORY_COLUMNS, read_json, write_json
+from tripletlib.runs import read_json, write_json
+from tripletlib.trainer import Trainer, TrainerOptions, total_epochs
+
+# The two evaluations before training, kept in the run's checkpoints folder until metrics.json.
+UNTRAINED_FILE, START_FILE = "untrained.json", "pretrained.json"
 
 
 @dataclass(frozen=True)
@@ -105,17 +98,6 @@ class RunResult:
     def history(self) -> pd.DataFrame:
         """The learning curve: one row per epoch, columns `runs.HISTORY_COLUMNS`."""
         return pd.read_csv(self.out_dir / "history.csv")
-
-
-def total_epochs(profile: config.Profile) -> int:
-    """Epochs of a row, offline or online: `offline_iterations * epochs`."""
-    return profile.offline_iterations * profile.epochs
-
-
-def learning_rate_at(profile: config.Profile, epoch: int, backbone: str = "resnet50") -> float:
-    """Adam's learning rate in `epoch` (0-based, over the whole run), Section 3.3.1."""
-    halvings = epoch // profile.lr_decay_every_epochs
-    return float(profile.learning_rate_of(backbone) * profile.lr_decay_factor**halvings)
 
 
 def split_validation_identities(
@@ -176,19 +158,9 @@ def train_row(
     file is written atomically; `checkpoints/` keeps the last `keep_checkpoints` epochs.
     """
     config.validate_row(backbone, loss, mining)
-    _check_arguments(profile, seed, stop_after_epochs)
+    _check_arguments(profile, seed, stop_after_epochs, keep_checkpoints)
     devices.check_data_parallel_backend(profile.data_parallel)  # before any file is touched
-    if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or (
-        keep_checkpoints < 1
-    ):
-        raise ValueError(f"keep_checkpoints must be an int >= 1; got {keep_checkpoints!r}")
-    data_root = _check_data_root(data_root)
-    out_dir = Path(out_dir)
-    if out_dir.resolve().is_relative_to(data_root):
-        raise ValueError(
-            f"run folder {str(out_dir)!r} is inside the dataset {str(data_root)!r}: its files "
-            "would become part of the dataset; choose an --out outside it"
-        )
+    data_root, out_dir = _check_folders(data_root, out_dir)
     row = config.row_name(backbone, loss, mining)
     swaps = {
         "build_embedder": build_embedder,
@@ -219,6 +191,39 @@ def train_row(
         return found
     keras.utils.set_random_seed(seed)
     cache = Path(cache_dir) if cache_dir is not None else out_dir.resolve().parent / ".cache"
+    # 1. The data, read and checked before out_dir is touched.
+    splits, train, validation = _prepare_data(profile, mining, data_root, cache, seed, progress)
+    # The inputs are fine: now touch out_dir, one command at a time (files.folder_lock).
+    # A failure before the first checkpoint leaves a new or empty out_dir new or empty again.
+    with _left_as_found(out_dir), files.folder_lock(out_dir, f"train {row}"), _undone(out_dir):
+        if (found := finished()) is not None:  # finished while this one read the data
+            return found
+        runs.check_run_folder(out_dir, run_config, overwrite)  # again: another may have written
+        runs.prepare_run_folder(out_dir, run_config, resume)
+        # 2. The network and its start.
+        options = TrainerOptions(
+            backbone, loss, mining, profile, seed, out_dir, progress, keep_checkpoints,
+            build_embedder=build_embedder or models.build_embedder, loss_function=loss_function,
+            augmentation=augmentation, build_triplet_model=build_triplet_model,
+        )  # fmt: skip
+        trainer = Trainer(options, train, validation)
+        if not (resume and trainer.restore()):
+            _build_start(trainer, splits, cache / "evaluations")
+        # 3. The triplet training.
+        last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
+        trainer.run(until_epoch=last_epoch)
+        if trainer.epochs_completed < epochs:
+            return RunResult(
+                row, out_dir, None, False, trainer.epochs_completed, epochs, trainer.phase_seconds
+            )
+        # 4. The record.
+        metrics = _record(trainer, row, data_root, splits)
+        return RunResult(row, out_dir, metrics, False, epochs, epochs, trainer.phase_seconds)
+
+
+def _prepare_data(profile, mining, data_root, cache, seed, progress):
+    """The splits of `data_root`, and the training split without its held-out identities
+    (`split_validation_identities`), which become the validation split (or None)."""
     splits = data.load_splits(
         data_root, profile.image_height, profile.image_width, cache, progress=progress
     )
@@ -231,76 +236,58 @@ def train_row(
     is_held_out = np.isin(splits["train"].person_ids, held_out)
     train = splits["train"].subset(np.flatnonzero(~is_held_out))
     validation = splits["train"].subset(np.flatnonzero(is_held_out)) if len(held_out) else None
-    # The inputs are fine: now touch out_dir, one command at a time (files.folder_lock).
-    # A failure before the first checkpoint leaves a new or empty out_dir new or empty again.
-    with _left_as_found(out_dir), files.folder_lock(out_dir, f"train {row}"), _undone(out_dir):
-        if (found := finished()) is not None:  # finished while this one read the data
-            return found
-        runs.check_run_folder(out_dir, run_config, overwrite)  # again: another may have written
-        runs.prepare_run_folder(out_dir, run_config, resume)
-        embedder_builder = build_embedder or models.build_embedder
-        trainer = Trainer(
-            backbone, loss, mining, profile, seed, out_dir, train, validation, progress,
-            build_embedder=embedder_builder, loss_function=loss_function,
-            augmentation=augmentation, build_triplet_model=build_triplet_model,
+    return splits, train, validation
+
+
+def _build_start(trainer: Trainer, splits: dict[str, data.Split], evaluations: Path) -> None:
+    """Evaluate the random initial network, then load the profile's start (ImageNet's stand-in,
+    Section 3.3.1; backbone and head, the same for every row of a backbone) and evaluate it
+    alone. Both evaluations are kept in the run's checkpoints folder for `_record`."""
+    profile, backbone = trainer.profile, trainer.backbone
+    untrained = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
+    write_json(trainer.checkpoint_dir / UNTRAINED_FILE, untrained)
+    if profile.warm_start is not None:
+        start = pretraining.profile_start_path(profile, backbone)
+        pretraining.load_start(trainer.embedder, backbone, start)
+        keras.utils.set_random_seed(trainer.seed)
+        alone = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
+        record = pretraining.start_record(backbone, start)
+        write_json(trainer.checkpoint_dir / START_FILE, {"evaluation": alone, "pretraining": record})
+
+
+def _record(trainer: Trainer, row: str, data_root: Path, splits: dict[str, data.Split]):
+    """Evaluate the trained network, keep its weights and test embeddings, write metrics.json."""
+    profile = trainer.profile
+    with trainer.clock("evaluations"):
+        evaluated = runs.embed_and_evaluate(
+            trainer.embedder, splits["query"], splits["gallery"],
+            batch_size=profile.embed_batch_size,
         )  # fmt: skip
-        trainer.keep_checkpoints = keep_checkpoints
-
-        untrained_path = trainer.checkpoint_dir / "untrained.json"
-        pretrained_path = trainer.checkpoint_dir / "pretrained.json"
-        evaluations = cache / "evaluations"  # the rows of one backbone start from the same weights
-        if not (resume and trainer.restore()):
-            untrained = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
-            write_json(untrained_path, untrained)
-            if profile.warm_start is not None:
-                # ImageNet's stand-in (Section 3.3.1), backbone and head: every row of a backbone
-                # starts from the same embedding (pretraining.load_start).
-                start = pretraining.profile_start_path(profile, backbone)
-                pretraining.load_start(trainer.embedder, backbone, start)
-                keras.utils.set_random_seed(seed)
-                evaluation_after = trainer.evaluate(splits["query"], splits["gallery"], evaluations)
-                record = pretraining.start_record(backbone, start)
-                write_json(pretrained_path, {"evaluation": evaluation_after, "pretraining": record})
-        last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
-        trainer.run(until_epoch=last_epoch)
-        if trainer.epochs_completed < epochs:
-            return RunResult(
-                row, out_dir, None, False, trainer.epochs_completed, epochs, trainer.phase_seconds
-            )
-
-        with trainer.clock("evaluations"):
-            evaluated = runs.embed_and_evaluate(
-                trainer.embedder, splits["query"], splits["gallery"],
-                batch_size=profile.embed_batch_size,
-            )  # fmt: skip
-            trained = runs.evaluation_record(evaluated.result)
-        with files.atomic_path(out_dir / runs.WEIGHTS_FILE) as temporary:
-            trainer.embedder.save_weights(temporary)
-        test = {name: splits[name].images for name in ("query", "gallery")}
-        runs.store_embeddings(out_dir, test, evaluated.embeddings)  # what the notebooks ask next
-        pretrained = read_json(pretrained_path) or {}
-        metrics = runs.RunMetrics(
-            row=row,
-            backbone=backbone,
-            loss=loss,
-            mining=mining,
-            profile=profile.name,
-            dataset=config.dataset_kind(data_root),
-            data_root=str(data_root),
-            protocol="market",
-            seed=seed,
-            trained=trained,
-            untrained=read_json(untrained_path),
-            pretrained=pretrained.get("evaluation"),
-            pretraining=pretrained.get("pretraining"),
-            train_seconds=round(trainer.train_seconds, 3),
-            images_per_second=round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 3),
-            setup=trainer.setup,
-        )
-        metrics.write(out_dir)
-        return RunResult(
-            row, out_dir, metrics.to_dict(), False, epochs, epochs, trainer.phase_seconds
-        )
+    with files.atomic_path(trainer.out_dir / runs.WEIGHTS_FILE) as temporary:
+        trainer.embedder.save_weights(temporary)
+    test = {name: splits[name].images for name in ("query", "gallery")}
+    runs.store_embeddings(trainer.out_dir, test, evaluated.embeddings)  # what notebooks ask next
+    start = read_json(trainer.checkpoint_dir / START_FILE) or {}
+    metrics = runs.RunMetrics(
+        row=row,
+        backbone=trainer.backbone,
+        loss=trainer.options.loss,
+        mining=trainer.mining,
+        profile=profile.name,
+        dataset=config.dataset_kind(data_root),
+        data_root=str(data_root),
+        protocol="market",
+        seed=trainer.seed,
+        trained=runs.evaluation_record(evaluated.result),
+        untrained=read_json(trainer.checkpoint_dir / UNTRAINED_FILE),
+        pretrained=start.get("evaluation"),
+        pretraining=start.get("pretraining"),
+        train_seconds=round(trainer.train_seconds, 3),
+        images_per_second=round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 3),
+        setup=trainer.setup,
+    )
+    metrics.write(trainer.out_dir)
+    return metrics.to_dict()
 
 
 @contextlib.contextmanager
@@ -333,358 +320,8 @@ def _undone(out_dir: Path) -> Iterator[None]:
         raise
 
 
-class Trainer:
-    """Model, optimizer, datasets and checkpoints of one run (Section 3.3.1).
-
-    `train_seconds` counts the epochs (training steps and validation) and mining;
-    `images_seen` the images fed to the network in training steps (3 per triplet);
-    `phase_seconds` the wall seconds of each phase (`clock`).
-    """
-
-    def __init__(
-        self,
-        backbone: str,
-        loss: str,
-        mining_name: str,
-        profile: config.Profile,
-        seed: int,
-        out_dir: Path,
-        train: data.Split,
-        validation: data.Split | None,
-        progress: bool,
-        build_embedder: Callable[..., keras.Model] = models.build_embedder,
-        loss_function: keras.losses.Loss | None = None,
-        augmentation: keras.Layer | None = None,
-        build_triplet_model: Callable[..., keras.Model] | None = None,
-    ):
-        self.profile, self.seed, self.mining, self.progress = profile, seed, mining_name, progress
-        self.backbone = backbone
-        self.out_dir, self.train, self.validation = out_dir, train, validation
-        self.checkpoint_dir = out_dir / "checkpoints"
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.epochs_completed, self.train_seconds, self.images_seen = 0, 0.0, 0
-        self.keep_checkpoints = 1  # epoch-* folders kept: the last one (latest.json) and more
-        self.phase_seconds: dict[str, float] = {}
-
-        # How the row uses the hardware (profile.precision, data_parallel, device_resident).
-        self.distribution = devices.training_distribution(profile.data_parallel)
-        if self.distribution is not None:
-            count = int(self.distribution.device_mesh.devices.size)
-            batch = (
-                profile.pk_identities * profile.pk_images
-                if mining_name == "online"
-                else profile.triplet_batch_size
-            )
-            if batch % count:
-                raise ValueError(
-                    f"data_parallel splits each batch over {count} devices; the batch of "
-                    f"{batch} {'images' if mining_name == 'online' else 'triplets'} is not a "
-                    "multiple of it: change triplet_batch_size or pk_identities x pk_images"
-                )
-        self._device_images = None  # the training images on the device, uploaded once
-        with self.distribution_scope(), devices.precision(profile.precision):
-            self.embedder = build_embedder(backbone, **profile.embedder_options())
-            if augmentation is None and profile.augment:
-                augmentation = augment.build_augmentation(
-                    seed=derived_seed(seed, AUGMENTATION_STREAM), **profile.augmentation_options()
-                )
-            if mining_name == "offline":
-                build_model = build_triplet_model or models.build_triplet_model
-                self.model = build_model(self.embedder, augmentation)
-            else:
-                self.model = models.build_online_model(self.embedder, augmentation)
-            if loss_function is None:
-                loss_class = losses.LOSSES[loss]
-                takes_margin = "margin" in inspect.signature(loss_class).parameters
-                loss_function = loss_class(margin=profile.margin) if takes_margin else loss_class()
-            optimizer = keras.optimizers.Adam(learning_rate=profile.learning_rate_of(backbone))
-            self.model.compile(
-                optimizer=optimizer, loss=loss_function, jit_compile=devices.jit_compile()
-            )
-            optimizer.build(self.model.trainable_variables)
-        devices.check_float32_embeddings(self.embedder)  # Eq. 3.5 in float32 under any policy
-        self.setup = devices.describe(profile.precision, profile.device_resident, self.distribution)
-        # Random-number state (augmentation, dropout) is in `variables` but not in `weights`.
-        weight_ids = {id(weight) for weight in self.model.weights}
-        self.seed_states = [v for v in self.model.variables if id(v) not in weight_ids]
-
-    def distribution_scope(self) -> contextlib.AbstractContextManager:
-        """The data-parallel distribution's scope (building and `fit`), or a no-op without one."""
-        if self.distribution is None:
-            return contextlib.nullcontext()
-        return self.distribution.scope()
-
-    def _on_device(self, dataset):
-        """`dataset` gathered from the training images on the device (`profile.device_resident`)."""
-        if not self.profile.device_resident:
-            return dataset
-        if self._device_images is None:
-            self._device_images = keras.ops.convert_to_tensor(self.train.images)
-        if isinstance(dataset, sampling.PKDataset):
-            return sampling.DevicePKDataset(dataset, self._device_images)
-        return sampling.DeviceTripletDataset(dataset, self._device_images)
-
-    @contextlib.contextmanager
-    def clock(self, phase: str) -> Iterator[None]:
-        """Add the wall seconds of the `with` block to `phase_seconds[phase]`."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = time.perf_counter() - started
-            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + elapsed
-
-    def evaluate(self, query: data.Split, gallery: data.Split, cache_dir: Path) -> dict[str, Any]:
-        with self.clock("evaluations"):
-            return runs.cached_evaluation(
-                self.embedder, query, gallery, cache_dir, self.profile.embed_batch_size
-            )
-
-    # --- training -----------------------------------------------------------------------------
-    def iterations(self) -> list[tuple[int, int, int]]:
-        """(iteration, first epoch, end epoch) of each training iteration."""
-        if self.mining == "online":
-            return [(1, 0, total_epochs(self.profile))]
-        epochs = self.profile.epochs
-        return [
-            (i, (i - 1) * epochs, i * epochs) for i in range(1, self.profile.offline_iterations + 1)
-        ]
-
-    def run(self, until_epoch: int) -> None:
-        for iteration, first_epoch, end_epoch in self.iterations():
-            end_epoch = min(end_epoch, until_epoch)
-            if self.epochs_completed < end_epoch:
-                dataset, validation = self._datasets(iteration, first_epoch)
-                with self.clock("triplet fits"):
-                    self._fit(dataset, validation, iteration, end_epoch)
-
-    def _datasets(self, iteration: int, first_epoch: int):
-        profile, train, held_out = self.profile, self.train, self.validation
-        seed = derived_seed(self.seed, ITERATION_STREAM + iteration)
-        validation_seed = derived_seed(self.seed, VALIDATION_STREAM)
-        if self.mining == "online":
-            dataset = sampling.PKDataset(
-                train.images,
-                train.person_ids,
-                p=profile.pk_identities,
-                k=profile.pk_images,
-                steps_per_epoch=profile.steps_per_epoch,
-                seed=seed,
-            )
-            dataset = self._on_device(dataset)
-            if held_out is None:
-                return dataset, None
-            identities = len(np.unique(held_out.person_ids))
-            validation = sampling.PKDataset(
-                held_out.images,
-                held_out.person_ids,
-                p=min(profile.pk_identities, identities),
-                k=profile.pk_images,
-                seed=validation_seed,
-            )
-            return dataset, sampling.FixedEpoch(validation)
-        hard_negatives = {}
-        if iteration > 1:
-            with self.clock("mining"):
-                hard_negatives = self._hard_negatives(iteration, first_epoch)
-        dataset = sampling.TripletDataset(
-            train.images,
-            train.person_ids,
-            train.camera_ids,
-            batch_size=profile.triplet_batch_size,
-            steps_per_epoch=profile.steps_per_epoch,
-            seed=seed,
-            hard_negatives=hard_negatives or None,
-            hard_fraction=profile.hard_fraction if hard_negatives else 0.0,
-        )
-        dataset = self._on_device(dataset)
-        if held_out is None:
-            return dataset, None
-        validation = sampling.TripletDataset(
-            held_out.images,
-            held_out.person_ids,
-            held_out.camera_ids,
-            batch_size=profile.triplet_batch_size,
-            seed=validation_seed,
-        )
-        return dataset, sampling.FixedEpoch(validation)
-
-    def _hard_negatives(self, iteration: int, first_epoch: int) -> dict[int, np.ndarray]:
-        """Mined with the weights that ended the previous iteration (or reloaded: resume)."""
-        path = self.checkpoint_dir / f"hard_negatives_iteration{iteration}.npz"
-        if path.is_file():
-            return runs.load_hard_negatives(path)
-        if self.epochs_completed != first_epoch:
-            raise ValueError(
-                f"{self.checkpoint_dir} holds a checkpoint inside iteration {iteration} but not "
-                f"{path.name}; start again with resume=False"
-            )
-        started = time.perf_counter()
-        neighbours = self.profile.mining_neighbours
-        embeddings = models.embed_images(
-            self.embedder, self.train.images, self.profile.embed_batch_size, self.progress
-        )
-        mined = mining.mine_hard_negatives(embeddings, self.train.person_ids, neighbours)
-        stats = mining.mining_stats(mined, len(embeddings), neighbours)
-        # An image whose identity has no other image cannot be an anchor (no positive).
-        _, identity, images_of = np.unique(
-            self.train.person_ids, return_inverse=True, return_counts=True
-        )
-        mined = {anchor: rows for anchor, rows in mined.items() if images_of[identity[anchor]] > 1}
-        self.train_seconds += time.perf_counter() - started
-        if not mined:
-            warnings.warn(
-                f"mining found no hard negatives before iteration {iteration}: every image's "
-                f"{neighbours} nearest neighbours share its identity; it trains on random triplets",
-                stacklevel=2,
-            )
-        runs.save_hard_negatives(path, mined)
-        records = read_json(self.out_dir / "mining.json") or []
-        records = [record for record in records if record["iteration"] != iteration]
-        records.append({"iteration": iteration, **stats.to_dict(), "usable_anchors": len(mined)})
-        write_json(self.out_dir / "mining.json", records)
-        return mined
-
-    def _fit(self, dataset, validation, iteration: int, end_epoch: int) -> None:
-        per_step = (
-            self.profile.pk_identities * self.profile.pk_images
-            if self.mining == "online"
-            else 3 * self.profile.triplet_batch_size
-        )
-        callbacks = [
-            _SetEpoch(dataset),
-            keras.callbacks.LearningRateScheduler(
-                lambda epoch: learning_rate_at(self.profile, epoch, self.backbone)
-            ),
-            _EpochClock(self, images_per_epoch=per_step * len(dataset)),
-            _HistoryWriter(self.out_dir / "history.csv", iteration),
-            _Checkpoint(self),
-        ]
-        # shuffle=False: every batch is already random (a function of seed, epoch and index);
-        # Keras would shuffle the batch order with Python's global `random`, which no
-        # checkpoint can restore, so a resumed run would see the batches in another order.
-        with self.distribution_scope():
-            self.model.fit(
-                dataset,
-                shuffle=False,
-                validation_data=validation,
-                initial_epoch=self.epochs_completed,
-                epochs=end_epoch,
-                callbacks=callbacks,
-                verbose=1 if self.progress else 0,
-            )
-
-    # --- checkpoints --------------------------------------------------------------------------
-    def save(self) -> None:
-        """Write `checkpoints/epoch-NNNN/`, then point `latest.json` at it (an atomic switch)."""
-        name = f"epoch-{self.epochs_completed:04d}"
-        folder = self.checkpoint_dir / name
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        self.model.save_weights(folder / "model.weights.h5")
-        state = {f"optimizer_{i}": v for i, v in enumerate(self.model.optimizer.variables)}
-        state.update({f"seed_{i}": v for i, v in enumerate(self.seed_states)})
-        files.save_npz_atomic(
-            folder / "state.npz", **{k: keras.ops.convert_to_numpy(v) for k, v in state.items()}
-        )
-        write_json(
-            self.checkpoint_dir / "latest.json",
-            {
-                "folder": name,
-                "epochs_completed": self.epochs_completed,
-                "train_seconds": self.train_seconds,
-                "images_seen": self.images_seen,
-            },
-        )
-        kept = sorted(self.checkpoint_dir.glob("epoch-*"))[-self.keep_checkpoints :]
-        for old in self.checkpoint_dir.glob("epoch-*"):
-            if old not in kept and old.name != name:
-                shutil.rmtree(old, ignore_errors=True)
-
-    def restore(self) -> bool:
-        """Load the last checkpoint, if there is one: weights, optimizer, random state, counters."""
-        pointer = read_json(self.checkpoint_dir / "latest.json")
-        if pointer is None:
-            return False
-        with files.reading(self.checkpoint_dir / "latest.json", runs.RESTART):
-            folder = self.checkpoint_dir / str(pointer["folder"])
-        files.load_weights(self.model, folder / "model.weights.h5", runs.RESTART)
-        variables = {f"optimizer_{i}": v for i, v in enumerate(self.model.optimizer.variables)}
-        variables.update({f"seed_{i}": v for i, v in enumerate(self.seed_states)})
-        state = files.load_npz(folder / "state.npz", runs.RESTART)
-        if sorted(state) != sorted(variables):
-            raise ValueError(
-                f"checkpoint {folder} holds {len(state)} optimizer and random-state arrays, this "
-                f"model has {len(variables)}; {runs.RESTART}"
-            )
-        with files.reading(folder / "state.npz", runs.RESTART):
-            for key, variable in variables.items():
-                variable.assign(state[key])
-        with files.reading(self.checkpoint_dir / "latest.json", runs.RESTART):
-            self.epochs_completed = int(pointer["epochs_completed"])
-            self.train_seconds = float(pointer["train_seconds"])
-            self.images_seen = int(pointer["images_seen"])
-        runs.truncate_history(self.out_dir / "history.csv", self.epochs_completed)
-        return True
-
-
-class _SetEpoch(keras.callbacks.Callback):
-    """Epoch e trains on `dataset.set_epoch(e)`'s batches, resumed or not."""
-
-    def __init__(self, dataset) -> None:
-        super().__init__()
-        self.dataset = dataset
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.dataset.set_epoch(epoch)
-
-
-class _EpochClock(keras.callbacks.Callback):
-    def __init__(self, trainer: Trainer, images_per_epoch: int) -> None:
-        super().__init__()
-        self.trainer, self.images_per_epoch, self.started = trainer, images_per_epoch, 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.trainer.train_seconds += time.perf_counter() - self.started
-        self.trainer.images_seen += self.images_per_epoch
-        self.trainer.epochs_completed = epoch + 1
-
-
-class _HistoryWriter(keras.callbacks.Callback):
-    """Append one row per epoch to `history.csv` (columns `HISTORY_COLUMNS`)."""
-
-    def __init__(self, path: Path, iteration: int) -> None:
-        super().__init__()
-        self.path, self.iteration = path, iteration
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {**(logs or {}), "epoch": epoch, "iteration": self.iteration}
-        row = {key: _plain(logs.get(key)) for key in HISTORY_COLUMNS}
-        with files.reading(self.path, runs.RESTART):
-            earlier = self.path.read_text() if self.path.is_file() else ""
-        buffer = io.StringIO(newline="")
-        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-        if not earlier:
-            writer.writeheader()
-        writer.writerow(row)
-        files.write_text_atomic(self.path, earlier + buffer.getvalue())  # whole rows only
-
-
-class _Checkpoint(keras.callbacks.Callback):
-    def __init__(self, trainer: Trainer) -> None:
-        super().__init__()
-        self.trainer = trainer
-
-    def on_epoch_end(self, epoch, logs=None):
-        with self.trainer.clock("checkpoints"):
-            self.trainer.save()
-
-
 # --- arguments ----------------------------------------------------------------------------------
-def _check_arguments(profile, seed, stop_after_epochs) -> None:
+def _check_arguments(profile, seed, stop_after_epochs, keep_checkpoints) -> None:
     if not isinstance(profile, config.Profile):
         raise ValueError(
             f"profile must be a config.Profile (resolve_profile(name)); got {profile!r}"
@@ -699,6 +336,22 @@ def _check_arguments(profile, seed, stop_after_epochs) -> None:
         raise ValueError(
             f"stop_after_epochs must be None or an int >= 1; got {stop_after_epochs!r}"
         )
+    if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or (
+        keep_checkpoints < 1
+    ):
+        raise ValueError(f"keep_checkpoints must be an int >= 1; got {keep_checkpoints!r}")
+
+
+def _check_folders(data_root, out_dir) -> tuple[Path, Path]:
+    """The dataset folder (resolved) and the run folder, which must lie outside the dataset."""
+    data_root = _check_data_root(data_root)
+    out_dir = Path(out_dir)
+    if out_dir.resolve().is_relative_to(data_root):
+        raise ValueError(
+            f"run folder {str(out_dir)!r} is inside the dataset {str(data_root)!r}: its files "
+            "would become part of the dataset; choose an --out outside it"
+        )
+    return data_root, out_dir
 
 
 def run_config_of(backbone: str, loss: str, mining: str, profile: config.Profile, seed: int,
@@ -735,10 +388,3 @@ def _check_data_root(data_root) -> Path:
     if missing and data.dataset_layout(root) != data.PERSON_FOLDERS:
         raise ValueError(f"dataset folder {str(root)!r} lacks the split folder(s) {missing}")
     return root.resolve()
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy or backend scalar as a Python number for the CSV file; None as an empty cell."""
-    if value is None:
-        return ""
-    return value if isinstance(value, int | str) else float(value)
