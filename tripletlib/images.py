@@ -8,8 +8,6 @@ keeps the result as a ``.npy`` file that later calls open memory-mapped.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +15,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
+
+from tripletlib import files
 
 
 class ImageReadError(ValueError):
@@ -111,16 +111,9 @@ def load_image_array(
         images = np.empty(shape, np.uint8)
         _decode_into(images, paths, progress)
         return images
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=cache_dir, prefix=cache_file.stem, suffix=".tmp")
-    os.close(handle)
-    try:
+    with files.atomic_path(cache_file) as temporary:  # the package's one temporary naming rule
         images = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=shape)
         _decode_into(images, paths, progress)
         images.flush()
         del images
-        os.replace(temporary, cache_file)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return np.load(cache_file, mmap_mode="r")

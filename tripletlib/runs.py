@@ -327,10 +327,9 @@ def store_embeddings(
             )
     key = embeddings_key(run_dir / WEIGHTS_FILE, arrays)
     path = run_dir / EMBEDDINGS_FILE
-    temporary = path.with_name(path.stem + ".tmp.npz")
-    np.savez(temporary, key=np.array(key), **{f"embeddings_{n}": v for n, v in embeddings.items()})
-    temporary.replace(path)
-    return path
+    return files.save_npz_atomic(
+        path, key=np.array(key), **{f"embeddings_{n}": v for n, v in embeddings.items()}
+    )
 
 
 def cached_embeddings(

@@ -24,7 +24,7 @@ import pandas as pd
 
 from tripletlib.checks import is_fraction
 from tripletlib.config import TABLE_METRICS, THESIS_ROWS
-from tripletlib.files import read_json
+from tripletlib.files import read_json, write_text_atomic
 
 NOT_RUN = "not run"
 METRICS_FILE = "metrics.json"
@@ -440,9 +440,9 @@ def write_thesis_tables(
         text += (
             format_markdown_table(frame) + "\n" + "\n".join(f"- {note}" for note in _notes(frame))
         )
-        markdown.write_text(text + "\n", encoding="utf-8")
+        write_text_atomic(markdown, text + "\n")
         csv = out_dir / f"{stem}.csv"
-        frame.to_csv(csv, index=False)
+        write_text_atomic(csv, frame.to_csv(index=False))
         written[markdown.name] = markdown
         written[csv.name] = csv
     return written

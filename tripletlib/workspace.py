@@ -353,8 +353,8 @@ class Workspace:
     def save_figure(self, figure, name: str) -> Path:
         """Save under OUTPUT_DIR/figures/<name>.png and return the path."""
         path = self.output_dir / "figures" / f"{name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=110, bbox_inches="tight")
+        with files.atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
         return path
 
     def record(self, notebook: str, **values: Any) -> Path:
