@@ -17,7 +17,6 @@ choices were made; never a book test split); the curve goes into the record.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import time
@@ -133,7 +132,7 @@ def make_start(backbone: str, work: Path, out_dir: Path, steps: int | None = Non
         "validation": None if validation is None else {
             "set": pretraining.VALIDATION_SET, "rank1_map": validation.curve[-1]["validation"],
             "curve": validation.curve},
-        "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+        "sha256": files.file_sha256(target),
     }  # fmt: skip
     files.write_json_atomic(pretraining.start_record_path(target), record)
     return target

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import uuid
@@ -23,6 +24,24 @@ from typing import Any
 import numpy as np
 
 TEMPORARY_PREFIX = ".tmp-"
+
+
+# --- hashing ------------------------------------------------------------------------------------
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file's bytes, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def update_digest(digest, named_arrays) -> None:
+    """Feed `(name, array)` pairs to a hashlib digest: name, dtype, shape, then the bytes."""
+    for name, values in named_arrays:
+        values = np.ascontiguousarray(values)
+        digest.update(f"{name}:{values.dtype}:{values.shape};".encode())
+        digest.update(values.tobytes())
 
 
 def _is_special(path: Path) -> bool:

@@ -18,7 +18,6 @@ Every file is written atomically (`files`); an existing output is replaced only 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,11 +67,7 @@ def model_identity(run_dir: str | Path) -> dict[str, Any]:
     weights = run_dir / runs.WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} does not exist: the run in {run_dir} did not finish")
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"weights_sha256": digest.hexdigest(), "backbone": run_config["backbone"],
+    return {"weights_sha256": files.file_sha256(weights), "backbone": run_config["backbone"],
             "input_size": list(input_size(run_dir)), "run": str(run_dir.resolve())}  # fmt: skip
 
 

@@ -38,8 +38,7 @@ def _paths_of(df_or_paths: pd.DataFrame | Sequence[str | Path]) -> list[str]:
 
 def _file_digest(path: str) -> str:
     try:
-        with open(path, "rb") as file:
-            return hashlib.sha256(file.read()).hexdigest()
+        return files.file_sha256(path)
     except OSError as error:
         raise ImageReadError(f"cannot read image {path!r}: {error.strerror}") from error
 

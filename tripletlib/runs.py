@@ -298,18 +298,10 @@ def load_embedder(run_dir: str | Path, precision: str | None = None) -> keras.Mo
     return embedder
 
 
-def update_digest(digest, named_arrays) -> None:
-    """Feed `(name, array)` pairs to a hashlib digest: name, dtype, shape, then the bytes."""
-    for name, values in named_arrays:
-        values = np.ascontiguousarray(values)
-        digest.update(f"{name}:{values.dtype}:{values.shape};".encode())
-        digest.update(values.tobytes())
-
-
 def embeddings_key(weights: Path, arrays: dict[str, np.ndarray]) -> str:
     """SHA-256 of a weights file and of named image arrays (names, dtypes, shapes, bytes)."""
     digest = hashlib.sha256(Path(weights).read_bytes())
-    update_digest(digest, sorted(arrays.items()))
+    files.update_digest(digest, sorted(arrays.items()))
     return digest.hexdigest()
 
 
@@ -421,9 +413,9 @@ def evaluate_embedder(
 def evaluation_key(embedder: keras.Model, query: data.Split, gallery: data.Split) -> str:
     """SHA-256 of the backend, the embedder's weights and the query and gallery (images, ids)."""
     digest = hashlib.sha256(keras.backend.backend().encode())
-    update_digest(digest, ((w.path, keras.ops.convert_to_numpy(w)) for w in embedder.weights))
+    files.update_digest(digest, ((w.path, keras.ops.convert_to_numpy(w)) for w in embedder.weights))
     for name, split in (("query", query), ("gallery", gallery)):
-        update_digest(digest, (
+        files.update_digest(digest, (
             (f"{name}_{field}", getattr(split, field))
             for field in ("images", "person_ids", "camera_ids")
         ))  # fmt: skip
