@@ -115,7 +115,7 @@ def test_upsample_grid_averages_the_covering_patches():
         ({"fill": "black"}, "fill must be one of"),
         ({"fill": (0, 300, 0)}, r"RGB triple in \[0, 255\]"),
         ({"fill": (0, 0)}, "fill must be"),
-        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
         ({"targets": np.zeros((2, 96))}, "targets must be 1 embeddings"),
     ],
 )

@@ -176,7 +176,7 @@ def test_recall_at_k_hand_values():
         (np.zeros((2, 3)), np.zeros((0, 3)), {}, "gallery must be a non-empty 2-D"),
         (np.zeros(3), np.zeros((4, 3)), {}, "queries must be a non-empty 2-D"),
         (np.zeros((2, 3)), np.zeros((4, 3)), {"k": 5}, "k=5 exceeds the gallery size 4"),
-        (np.zeros((2, 3)), np.zeros((4, 3)), {"k": 0}, "k must be a positive integer"),
+        (np.zeros((2, 3)), np.zeros((4, 3)), {"k": 0}, "k must be an integer >= 1"),
         (np.zeros((2, 3)), np.zeros((4, 3)), {"k": 2, "chunk_size": 0}, "chunk_size"),
         (np.array([["a"]]), np.zeros((4, 1)), {}, "real numbers"),
     ],

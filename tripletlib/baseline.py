@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from tripletlib import evaluation
+from tripletlib import checks, evaluation
 
 METRIC_KEYS = ("rank1", "rank5", "mAP", "cmc", "num_valid_queries")
 DEFAULTS: dict[str, Any] = {
@@ -197,6 +197,4 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return checks.integer(value, name, minimum)

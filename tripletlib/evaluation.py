@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tripletlib import reranking, retrieval
+from tripletlib import checks, reranking, retrieval
 from tripletlib.data import JUNK_ID
 
 PROTOCOLS = ("market", "naive")
@@ -76,8 +76,7 @@ def average_precision(matches: Any, ap: str = "noninterpolated", k: int | None =
     _check_choice("ap", ap, AP_MODES)
     if not matches.any():
         raise ValueError("matches has no true positive; the AP of such a list is undefined")
-    if k is not None and (int(k) != k or k < 1):
-        raise ValueError(f"k must be a positive integer or None, got {k!r}")
+    checks.integer(k, "k", allow_none=True, whole_float=True)
     hits = np.cumsum(matches)
     positions = np.arange(1, matches.size + 1)
     precision = hits / positions
@@ -331,8 +330,7 @@ def ranked_matches(
         distmat, query_pids, gallery_pids, query_camids, gallery_camids, 1, protocol,
         "noninterpolated",
     )
-    if isinstance(k, bool) or int(k) != k or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    k = checks.integer(k, "k", whole_float=True)
     indices = np.full((distances.shape[0], k), -1, dtype=np.int64)
     matches = np.zeros((distances.shape[0], k), dtype=bool)
     for query in range(distances.shape[0]):
@@ -426,8 +424,7 @@ def _validate(
             f"query_pids must be person ids >= 1 (0 = distractor, -1 = junk cannot be queries); "
             f"query {index} has {query_pids[index]}"
         )
-    if isinstance(max_rank, bool) or int(max_rank) != max_rank or max_rank < 1:
-        raise ValueError(f"max_rank must be an integer >= 1, got {max_rank!r}")
+    checks.integer(max_rank, "max_rank", whole_float=True)
     _check_choice("protocol", protocol, PROTOCOLS)
     _check_choice("ap", ap, AP_MODES)
     return distances, query_pids, gallery_pids, query_camids, gallery_camids

@@ -54,7 +54,7 @@ def _check_inputs(embeddings, person_ids, neighbours: int) -> tuple[np.ndarray, 
             f"person_ids has {len(person_ids)} entries but embeddings has {len(embeddings)} rows"
         )
     if isinstance(neighbours, bool) or not isinstance(neighbours, int | np.integer):
-        raise ValueError(f"neighbours must be a positive int; got {neighbours!r}")
+        raise ValueError(f"neighbours must be an integer >= 1, got {neighbours!r}")
     if not 1 <= neighbours < len(embeddings):
         raise ValueError(
             f"neighbours must be between 1 and the number of other images "

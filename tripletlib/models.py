@@ -26,6 +26,7 @@ import numpy as np
 from keras import layers, ops
 from tqdm.auto import tqdm
 
+from tripletlib import checks
 from tripletlib.config import BACKBONE_CHOICES as BACKBONES
 
 # Name of the nested backbone model inside each embedder (see `get_backbone`).
@@ -200,8 +201,7 @@ def _check_weights(weights: str | os.PathLike | None) -> str | None:
 
 
 def _check_positive_int(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    checks.integer(value, name)
 
 
 def _check_fraction(value: float, name: str) -> None:
@@ -376,8 +376,7 @@ def check_embedder_options(
     _check_image_shape(input_shape)
     _check_fraction(batchnorm_momentum, "batchnorm_momentum")
     _check_width(width, _check_weights(weights))
-    if isinstance(freeze_layers, bool) or not isinstance(freeze_layers, int) or freeze_layers < 0:
-        raise ValueError(f"freeze_layers must be an integer >= 0; got {freeze_layers!r}")
+    checks.integer(freeze_layers, "freeze_layers", 0)
     _input_normalization(input_normalization)
 
 

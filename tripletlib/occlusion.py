@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tripletlib import models
+from tripletlib import checks, models
 
 FILLS = ("mean", "grey")
 GREY = 127.5
@@ -108,8 +108,7 @@ def occlusion_sensitivity(
     count, height, width, _ = images.shape
     patch_height, patch_width = _pair("patch_size", patch_size)
     stride_height, stride_width = _pair("stride", stride)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    checks.integer(batch_size, "batch_size")
     colours = _fill_colours(fill, images)
     originals = models.embed_images(embedder, images, batch_size=batch_size)  # checks the shape
     row_starts = patch_starts(height, patch_height, stride_height)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from tripletlib import retrieval
+from tripletlib import checks, retrieval
 
 K1, K2, LAMBDA_VALUE = 20, 6, 0.3  # the paper's settings for Market-1501
 SETTINGS = {"k1": K1, "k2": K2, "lambda_value": LAMBDA_VALUE}
@@ -256,8 +256,7 @@ def _check_inputs(qg: Any, qq: Any, gg: Any) -> tuple[np.ndarray, np.ndarray, np
 
 def _check_parameters(k1: Any, k2: Any, lambda_value: Any, total: int) -> tuple[int, int, float]:
     for name, value in (("k1", k1), ("k2", k2)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        checks.integer(value, name)
     if k1 + 1 > total:
         raise ValueError(
             f"k1={k1} needs k1 + 1 = {k1 + 1} images, but queries and gallery hold {total}"

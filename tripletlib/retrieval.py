@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from tripletlib import checks
+
 ANNOY_METRICS = ("euclidean", "angular")
 # The cheapest setting measured with recall@10 >= 0.95 against exact search at Market-1501's size
 # (3,368 x 15,913 clustered 128-d unit vectors whose clusters overlap): 0.97, where Annoy's own
@@ -342,9 +344,7 @@ def _squared_block(
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return checks.integer(value, name, whole_float=True)
 
 
 def _search_k(value: Any) -> int:

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
+from tripletlib import checks
+
 TRIPLET_CATEGORIES = ("easy", "semi-hard", "hard")
 
 
@@ -62,15 +64,11 @@ def _check_training_ids(person_ids: np.ndarray) -> None:
 
 
 def _check_positive_int(value, name: str, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    checks.integer(value, name, allow_none=allow_none)
 
 
 def _check_seed(seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    checks.integer(seed, "seed", 0)
 
 
 # Keras reads a PyDataset through tf.data under the TensorFlow backend. With one worker (Keras'
@@ -119,9 +117,7 @@ class _EpochDataset(Batches):
 
     def set_epoch(self, epoch: int) -> None:
         """Make the following batches those of ``epoch`` (e.g. when resuming training)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}.")
-        self.epoch = int(epoch)
+        self.epoch = checks.integer(epoch, "epoch", 0)
 
     def on_epoch_end(self) -> None:
         """Called by Keras after each epoch: advance to the next epoch's batches."""
@@ -505,8 +501,7 @@ class ImageBatches(Batches):
                 f"images must be (N, H, W, 3) with N >= 2; got {tuple(self.images.shape)}"
             )
         for value, name in ((batch_size, "batch_size"), (steps, "steps")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
+            checks.integer(value, name)
         _check_seed(seed)
         self.batch_size = min(batch_size, len(self.images))
         self.steps, self.seed = steps, seed

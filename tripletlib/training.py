@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 
 from tripletlib import (
+    checks,
     config,
     data,
     devices,
@@ -326,8 +327,7 @@ def _check_arguments(profile, seed, stop_after_epochs, keep_checkpoints) -> None
         raise ValueError(
             f"profile must be a config.Profile (resolve_profile(name)); got {profile!r}"
         )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    checks.integer(seed, "seed", 0)
     if stop_after_epochs is not None and (
         isinstance(stop_after_epochs, bool)
         or not isinstance(stop_after_epochs, int)
@@ -336,10 +336,7 @@ def _check_arguments(profile, seed, stop_after_epochs, keep_checkpoints) -> None
         raise ValueError(
             f"stop_after_epochs must be None or an int >= 1; got {stop_after_epochs!r}"
         )
-    if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or (
-        keep_checkpoints < 1
-    ):
-        raise ValueError(f"keep_checkpoints must be an int >= 1; got {keep_checkpoints!r}")
+    checks.integer(keep_checkpoints, "keep_checkpoints")
 
 
 def _check_folders(data_root, out_dir) -> tuple[Path, Path]:
