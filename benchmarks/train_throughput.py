@@ -278,7 +278,7 @@ def prepare_data(options: BenchmarkOptions, root: Path, profile: config.Profile)
         rows = np.flatnonzero(table["split"].to_numpy() == split)
         person_ids = table["person_id"].to_numpy()[rows]
         splits[split] = (np.asarray(pixels[rows]), person_ids, table["camera_id"].to_numpy()[rows])
-    kind = config.dataset_kind(root)
+    kind = data.dataset_kind(root)
     return BenchmarkData(str(root), kind, generated, generation_seconds, decode_seconds, splits)
 
 

@@ -50,11 +50,6 @@ def test_invalid_rows_are_rejected(backbone, loss, mining, message):
         config.validate_row(backbone, loss, mining)
 
 
-def test_dataset_kind_follows_the_marker(tmp_path):
-    assert config.dataset_kind(tmp_path) == "market1501"
-    (tmp_path / config.SYNTHETIC_MARKER).write_text("{}")
-    assert config.dataset_kind(tmp_path) == "synthetic"
-
 
 def test_embedder_options_are_the_arguments_of_build_embedder():
     import inspect

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tripletlib import data as tripletlib_data
 from tripletlib.data import (
     MarketFormatError,
     MarketName,
@@ -248,3 +249,9 @@ def test_identities_per_camera(market_root):
     assert counts.loc[1].to_dict() == {"train": 1, "gallery": 1, "query": 1, "all": 3}
     assert counts.loc[2].to_dict() == {"train": 1, "gallery": 1, "query": 0, "all": 2}
     assert counts["all"].to_dict() == {1: 3, 2: 2, 3: 1, 4: 1, 5: 0, 6: 1}
+
+
+def test_dataset_kind_follows_the_marker(tmp_path):
+    assert tripletlib_data.dataset_kind(tmp_path) == "market1501"
+    (tmp_path / tripletlib_data.SYNTHETIC_MARKER).write_text("{}")
+    assert tripletlib_data.dataset_kind(tmp_path) == "synthetic"

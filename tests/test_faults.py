@@ -37,7 +37,7 @@ def plain_market(tiny_market_64x32, tmp_path) -> Path:
     """The tiny set as a real Market-1501 folder would be: no synthetic marker."""
     root = tmp_path / "plain"
     shutil.copytree(tiny_market_64x32, root)
-    (root / config.SYNTHETIC_MARKER).unlink()
+    (root / data.SYNTHETIC_MARKER).unlink()
     return root
 
 
@@ -214,7 +214,7 @@ def test_preset_with_explicit_counts_is_a_conflict(tmp_path):
 
 
 def test_an_unfinished_synthetic_set_is_refused_by_every_reader(synthetic_copy, tmp_path, capsys):
-    marker = synthetic_copy / config.SYNTHETIC_MARKER
+    marker = synthetic_copy / data.SYNTHETIC_MARKER
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "complete": False}))
     for query in sorted((synthetic_copy / "query").glob("*.jpg"))[3:]:
         query.unlink()  # what an interruption leaves: a few queries of many
@@ -365,7 +365,7 @@ def test_evaluate_prints_before_it_writes(trained_run, tiny_market_64x32, tmp_pa
 
 def test_evaluate_refuses_an_unfinished_synthetic_set(trained_run, synthetic_copy, capsys):
     """The issue measured metrics over 21 of 545 queries, exit 0."""
-    marker = synthetic_copy / config.SYNTHETIC_MARKER
+    marker = synthetic_copy / data.SYNTHETIC_MARKER
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "complete": False}))
     before = snapshot(trained_run.out_dir)
     model = str(trained_run.out_dir)
@@ -465,12 +465,12 @@ def test_generation_killed_and_rerun(tmp_path, capsys):
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    marker = json.loads((out / config.SYNTHETIC_MARKER).read_text())
+    marker = json.loads((out / data.SYNTHETIC_MARKER).read_text())
     assert marker["complete"] is False, "the generation finished before it was killed"
     assert main(["summary", "--data", str(out)]) == 2
     assert "did not finish" in capsys.readouterr().err
     assert main(arguments) == 0
-    marker = json.loads((out / config.SYNTHETIC_MARKER).read_text())
+    marker = json.loads((out / data.SYNTHETIC_MARKER).read_text())
     assert marker["complete"] is True
     clean = tmp_path / "clean"
     generate_synthetic_market(clean, train_ids=30, test_ids=20, seed=3, progress=False)
@@ -585,18 +585,18 @@ def test_a_damaged_marker_is_named_and_replaced_with_overwrite(tmp_path, capsys)
     command = ["synth", "--out", str(out), *SYNTH_SMALL]
     assert main(command) == 0
     original = snapshot(out)
-    truncate(out / config.SYNTHETIC_MARKER)
+    truncate(out / data.SYNTHETIC_MARKER)
     capsys.readouterr()
     assert main(["summary", "--data", str(out)]) == 2
     line = error_line(capsys)
-    assert config.SYNTHETIC_MARKER in line and "is damaged" in line and "--overwrite" in line
+    assert data.SYNTHETIC_MARKER in line and "is damaged" in line and "--overwrite" in line
     before = snapshot(out)
     assert main(command) == 2
     assert "--overwrite" in error_line(capsys)
     assert snapshot(out) == before
     assert main([*command, "--overwrite"]) == 0
     assert snapshot(out) == original
-    marker = out / config.SYNTHETIC_MARKER  # valid JSON, but not a manifest
+    marker = out / data.SYNTHETIC_MARKER  # valid JSON, but not a manifest
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "files": {"query": 5}}))
     assert main(["summary", "--data", str(out)]) == 2
     assert "is damaged" in error_line(capsys)
@@ -628,7 +628,7 @@ def test_synth_overwrite_keeps_files_it_did_not_write(marker, tmp_path, capsys):
     out = tmp_path / "set"
     assert main(["synth", "--out", str(out), *SYNTH_SMALL]) == 0
     if marker == "unfinished":
-        path = out / config.SYNTHETIC_MARKER
+        path = out / data.SYNTHETIC_MARKER
         path.write_text(json.dumps({**json.loads(path.read_text()), "complete": False}))
     (out / "query" / "my-notes.txt").write_text("keep")
     (out / "bounding_box_test" / "0001_c1s1_999999_00.jpg").write_bytes(b"mine")
@@ -644,7 +644,7 @@ def test_synth_overwrite_keeps_files_it_did_not_write(marker, tmp_path, capsys):
     (out / "query" / "my-notes.txt").unlink()
     (out / "bounding_box_test" / "0001_c1s1_999999_00.jpg").unlink()
     assert main(command) == 0
-    assert json.loads((out / config.SYNTHETIC_MARKER).read_text())["settings"]["seed"] == 5
+    assert json.loads((out / data.SYNTHETIC_MARKER).read_text())["settings"]["seed"] == 5
 
 
 def test_a_bad_set_value_fails_before_any_file_is_written(tiny_market_64x32, tmp_path, capsys):
@@ -764,7 +764,7 @@ def test_killing_synth_ends_its_workers(kill, tmp_path):
     for pid in left:  # do not leave them behind when the test fails
         os.kill(pid, signal.SIGKILL)
     assert left == [], f"workers {left} outlived synth"
-    assert json.loads((out / config.SYNTHETIC_MARKER).read_text())["complete"] is False
+    assert json.loads((out / data.SYNTHETIC_MARKER).read_text())["complete"] is False
 
 
 def test_book_checks_its_set_values_before_it_writes(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from support import SMALL, error_line, snapshot
 
-from tripletlib import config, data, gallery, models, runs
+from tripletlib import data, gallery, models, runs
 from tripletlib.cli import main
 
 
@@ -228,7 +228,7 @@ def people(tiny_market_64x32, tmp_path_factory) -> Path:
 
 def test_a_folder_of_people_is_split_by_person_then_by_image(people):
     assert data.dataset_layout(people) == data.PERSON_FOLDERS
-    assert config.dataset_kind(people) == "person-folders"
+    assert data.dataset_kind(people) == "person-folders"
     table = data.load_person_folders(people)
     assert table["camera_id"].is_unique  # every image a camera of its own
     assert sorted(table["person_id"].unique()) == list(range(1, 11))

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tripletlib import config
+from tripletlib import data
 from tripletlib.data import identities_per_camera, load_market1501, summarize
 from tripletlib.images import load_image_array
 from tripletlib.synthetic import (
@@ -89,8 +89,8 @@ def test_query_rule_cameras_and_hand_drawn_boxes(small):
 
 def test_marker_file_marks_the_folder_synthetic(small):
     root, summary = small
-    assert config.dataset_kind(root) == "synthetic"
-    marker = json.loads((root / config.SYNTHETIC_MARKER).read_text())
+    assert data.dataset_kind(root) == "synthetic"
+    marker = json.loads((root / data.SYNTHETIC_MARKER).read_text())
     assert marker["complete"] is True and marker["settings"]["seed"] == 7
     assert marker["settings"]["train_images"] == summary.train_images
 

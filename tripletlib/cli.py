@@ -75,7 +75,9 @@ def _command_summary(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.data}: {len(error.problems)} problem(s), each listed above"
         ) from None
-    kind = config.dataset_kind(args.data)
+    from tripletlib.data import dataset_kind
+
+    kind = dataset_kind(args.data)
     print(f"dataset: {args.data} ({kind})")
     if args.check:
         print(f"checked: all {len(metadata)} images decode")

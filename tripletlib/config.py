@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -467,23 +466,3 @@ def validate_row(backbone: str, loss: str, mining: str) -> None:
             f"loss {loss!r} works on (anchor, positive, negative) triplets, so it needs --mining "
             f"offline (online mining uses one of {list(ONLINE_LOSSES)})"
         )
-
-# A file that `tripletlib synth` writes into the dataset root: its presence marks every number computed
-# on that folder as synthetic, so that no table can present it as a Market-1501 result.
-SYNTHETIC_MARKER = "tripletlib-synthetic.json"
-
-
-MARKET_FOLDERS = ("bounding_box_train", "bounding_box_test", "query")
-
-
-def dataset_kind(data_root: str | Path) -> str:
-    """'synthetic' when the folder carries the generator's marker file, 'person-folders' for a
-    folder of sub-folders without any Market-1501 split folder (`data.dataset_layout`), else
-    'market1501'."""
-    root = Path(data_root)
-    if (root / SYNTHETIC_MARKER).is_file():
-        return "synthetic"
-    if not root.is_dir() or any((root / folder).is_dir() for folder in MARKET_FOLDERS):
-        return "market1501"
-    folders = any(entry.is_dir() and not entry.name.startswith(".") for entry in root.iterdir())
-    return "person-folders" if folders else "market1501"

@@ -28,7 +28,6 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from tripletlib import images
-from tripletlib.config import SYNTHETIC_MARKER, dataset_kind
 from tripletlib.files import DamagedFileError, atomic_path
 from tripletlib.files import read_json as read_json_file
 
@@ -41,6 +40,28 @@ SPLIT_FOLDERS: dict[str, str] = {
     "gt_bbox": "gt_bbox",
 }
 DEFAULT_SPLITS: tuple[str, ...] = ("train", "gallery", "query")
+
+# A file that `tripletlib synth` writes into the dataset root: its presence marks every number computed
+# on that folder as synthetic, so that no table can present it as a Market-1501 result.
+SYNTHETIC_MARKER = "tripletlib-synthetic.json"
+
+
+MARKET_FOLDERS = tuple(SPLIT_FOLDERS[split] for split in DEFAULT_SPLITS)  # a Market-1501 root's
+
+
+def dataset_kind(data_root: str | Path) -> str:
+    """'synthetic' when the folder carries the generator's marker file, 'person-folders' for a
+    folder of sub-folders without any Market-1501 split folder (`dataset_layout`), else
+    'market1501'."""
+    root = Path(data_root)
+    if (root / SYNTHETIC_MARKER).is_file():
+        return "synthetic"
+    if not root.is_dir() or any((root / folder).is_dir() for folder in MARKET_FOLDERS):
+        return "market1501"
+    folders = any(entry.is_dir() and not entry.name.startswith(".") for entry in root.iterdir())
+    return "person-folders" if folders else "market1501"
+
+
 JUNK_ID = -1
 DISTRACTOR_ID = 0
 NUMBER_OF_CAMERAS = 6
@@ -155,7 +176,7 @@ def _read_image_size(path: Path, decode: bool) -> tuple[int, int]:
 
 
 def read_synthetic_marker(root: str | Path) -> dict | None:
-    """The generator's marker of a synthetic dataset (`config.SYNTHETIC_MARKER`), None without one.
+    """The generator's marker of a synthetic dataset (`SYNTHETIC_MARKER`), None without one.
 
     Holds ``settings``, ``complete`` (False while the images are being written, so an interrupted
     generation stays marked) and, since the manifest was added, ``files`` (``{folder: {file name:
@@ -437,7 +458,7 @@ def is_image_file(path: Path) -> bool:
 
 def dataset_layout(root: str | Path) -> str:
     """`PERSON_FOLDERS` for a folder of sub-folders without any Market-1501 split folder
-    (`config.dataset_kind`), else `MARKET` (whose loader then says what is missing)."""
+    (`dataset_kind`), else `MARKET` (whose loader then says what is missing)."""
     return PERSON_FOLDERS if dataset_kind(root) == PERSON_FOLDERS else MARKET
 
 

@@ -495,7 +495,7 @@ def evaluate_saved_model(
         search=search,
         protocol=protocol,
         search_seconds=round(search_seconds, 3),
-        dataset=config.dataset_kind(data_root),
+        dataset=data.dataset_kind(data_root),
         data_root=str(Path(data_root).resolve()),
     )
     if re_rank:

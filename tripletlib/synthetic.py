@@ -31,11 +31,11 @@ import pandas as pd
 from PIL import Image, ImageFilter
 from tqdm.auto import tqdm
 
-from tripletlib.config import SYNTHETIC_MARKER
 from tripletlib.data import (
     DISTRACTOR_ID,
     JUNK_ID,
     SPLIT_FOLDERS,
+    SYNTHETIC_MARKER,
     MarketFormatError,
     files_digest,
     format_market_name,

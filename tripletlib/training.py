@@ -275,7 +275,7 @@ def _record(trainer: Trainer, row: str, data_root: Path, splits: dict[str, data.
         loss=trainer.options.loss,
         mining=trainer.mining,
         profile=profile.name,
-        dataset=config.dataset_kind(data_root),
+        dataset=data.dataset_kind(data_root),
         data_root=str(data_root),
         protocol="market",
         seed=trainer.seed,

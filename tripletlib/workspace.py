@@ -48,7 +48,7 @@ class Workspace:
 
     @property
     def dataset_kind(self) -> str:
-        return config.dataset_kind(self.dataset_root)
+        return data.dataset_kind(self.dataset_root)
 
     def ensure_dataset(self) -> Path:
         """The dataset folder; the synthetic one of this profile is generated on first use (and
