@@ -115,7 +115,7 @@ def zero_init_residual_embedder(backbone, **options):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("row", choices=sorted(config.THESIS_ROWS))
+    parser.add_argument("row", help="BACKBONE-LOSS-MINING, e.g. resnet50-batch-hard-online")
     parser.add_argument("--profile", default="ci", choices=sorted(config.PROFILES))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -160,7 +160,10 @@ def main() -> None:
             seed=profile.synthetic_seed,
             progress=False,
         )
-    backbone, loss, mining = config.THESIS_ROWS[args.row]
+    try:
+        backbone, loss, mining = config.parse_row(args.row)
+    except ValueError as error:
+        raise SystemExit(f"row: {error}") from None
     test = data.load_splits(data_root, profile.image_height, profile.image_width,
                             out / ".cache", splits=("query", "gallery"))  # fmt: skip
     reference = baseline.evaluate_baseline(test["query"], test["gallery"])

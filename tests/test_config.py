@@ -72,3 +72,16 @@ def test_embedder_options_are_the_arguments_of_build_embedder():
 def test_derived_seeds_are_fixed_per_stream():
     assert config.derived_seed(0, config.VALIDATION_STREAM) == config.derived_seed(0, 1)
     assert config.derived_seed(0, 1) != config.derived_seed(0, 2) != config.derived_seed(1, 2)
+
+
+def test_parse_row_is_the_inverse_of_row_name():
+    for backbone in config.BACKBONE_CHOICES:
+        for loss, mining in (("triplet", "offline"), ("lossless", "offline"),
+                             ("batch-all", "online"), ("batch-hard", "online")):  # fmt: skip
+            assert config.parse_row(config.row_name(backbone, loss, mining)) == (backbone, loss, mining)
+    for bad, message in (("resnet50", "expected BACKBONE-LOSS-MINING"),
+                         ("resnet50-batch-all-offline", "needs --mining online"),
+                         ("vgg-triplet-offline", "unknown backbone 'vgg'")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            config.parse_row(bad)
+

@@ -447,6 +447,19 @@ def row_name(backbone: str, loss: str, mining: str) -> str:
     return f"{backbone}-{loss}-{mining}"
 
 
+def parse_row(row: str) -> tuple[str, str, str]:
+    """`"resnet50-batch-hard-online"` -> `("resnet50", "batch-hard", "online")`, the inverse of
+    `row_name`; an unknown or inconsistent row raises a ValueError naming it."""
+    backbone, _, rest = str(row).partition("-")
+    loss, _, mining = rest.rpartition("-")
+    if not (backbone and loss and mining):
+        raise ValueError(
+            f"unknown row {row!r}; expected BACKBONE-LOSS-MINING, e.g. {next(iter(THESIS_ROWS))!r}"
+        )
+    validate_row(backbone, loss, mining)
+    return backbone, loss, mining
+
+
 def validate_row(backbone: str, loss: str, mining: str) -> None:
     """Raise a clear ValueError for an unknown or inconsistent backbone/loss/mining choice."""
     for value, choices, what in (

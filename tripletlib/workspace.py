@@ -102,11 +102,9 @@ class Workspace:
     def train_row(self, row: str, progress: bool | None = None) -> dict[str, Any]:
         """Train one row of tables 4.1-4.3 (or find it trained) and return its metrics; a row
         this book trained with an older recipe (e.g. another shipped start) is trained again."""
-        if row not in config.THESIS_ROWS and row.count("-") < 2:
-            raise ValueError(f"unknown row {row!r}; the thesis rows are {list(config.THESIS_ROWS)}")
         from tripletlib.training import train_row
 
-        backbone, loss, mining = _split_row(row)
+        backbone, loss, mining = config.parse_row(row)
         data_root = self.ensure_dataset()
         train_row(
             backbone,
@@ -254,7 +252,7 @@ class Workspace:
         from tripletlib import models, occlusion, pretraining
 
         images = self.split("query").images[np.asarray(queries)]
-        backbone = _split_row(row)[0]
+        backbone = config.parse_row(row)[0]
         options = self.profile.embedder_options(weights=None)
         keras.utils.set_random_seed(self.seed)
         embedders = {"untrained": models.build_embedder(backbone, **options)}
@@ -384,15 +382,6 @@ class Workspace:
             self.train_row(first)
             rows = [first]
         return rows
-
-
-def _split_row(row: str) -> tuple[str, str, str]:
-    if row in config.THESIS_ROWS:
-        return config.THESIS_ROWS[row]
-    backbone, rest = row.split("-", 1)
-    loss, mining = rest.rsplit("-", 1)
-    config.validate_row(backbone, loss, mining)
-    return backbone, loss, mining
 
 
 def _to_json(value: Any) -> Any:
