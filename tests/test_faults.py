@@ -693,7 +693,7 @@ def test_evaluate_on_a_read_only_file_system_prints_first(trained_run, tiny_mark
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path))
 
-    monkeypatch.setattr(images.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(images.files, "atomic_path", read_only)  # the image cache's one writer
     monkeypatch.setattr(runs, "write_json_atomic", read_only)
     assert main(["evaluate", "--model", str(model), "--data", str(tiny_market_64x32), "--quiet"]) == 2
     captured = capsys.readouterr()
