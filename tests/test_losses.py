@@ -284,15 +284,16 @@ def brute_force_batch_all(labels, embeddings, margin) -> float:
 
 
 def brute_force_batch_hard(labels, embeddings, margin) -> float:
+    """On Euclidean distances (Hermans et al. 2017), where batch-all is on squared ones."""
     anchor_losses = []
     for a in range(len(labels)):
         positives = [
-            brute_force_distance(embeddings, a, p)
+            np.sqrt(brute_force_distance(embeddings, a, p))
             for p in range(len(labels))
             if p != a and labels[p] == labels[a]
         ]
         negatives = [
-            brute_force_distance(embeddings, a, n)
+            np.sqrt(brute_force_distance(embeddings, a, n))
             for n in range(len(labels))
             if labels[n] != labels[a]
         ]
@@ -323,16 +324,17 @@ def test_batch_hard_matches_brute_force(seed, margin):
 
 def test_batch_hard_ignores_anchors_without_a_positive():
     # Anchor 2 is the only one of its label: batch hard averages over anchors 0 and 1 only.
-    # 1-D embeddings 0, 1, 3: d(0,1) = 1, d(0,2) = 9, d(1,2) = 4; margin 0.5
-    # anchor 0: max(1 - 9 + 0.5, 0) = 0; anchor 1: max(1 - 4 + 0.5, 0) = 0 -> 0.
+    # 1-D embeddings 0, 1, 3: Euclidean d(0,1) = 1, d(0,2) = 3, d(1,2) = 2; margin 0.5
+    # anchor 0: max(1 - 3 + 0.5, 0) = 0; anchor 1: max(1 - 2 + 0.5, 0) = 0 -> 0.
     labels = np.array([7, 7, 8])
     embeddings = np.array([[0.0], [1.0], [3.0]], dtype=np.float32)
     assert float(losses.batch_hard_triplet_loss(labels, embeddings, margin=0.5)) == 0.0
-    # margin 8.5: anchor 0: 1 - 9 + 8.5 = 0.5; anchor 1: 1 - 4 + 8.5 = 5.5 -> mean 3.0
-    assert float(losses.batch_hard_triplet_loss(labels, embeddings, margin=8.5)) == pytest.approx(
-        3.0
+    # margin 1.5: anchor 0: 1 - 3 + 1.5 = -0.5 -> 0; anchor 1: 1 - 2 + 1.5 = 0.5 -> mean 0.25
+    assert float(losses.batch_hard_triplet_loss(labels, embeddings, margin=1.5)) == pytest.approx(
+        0.25
     )
-    # batch all, margin 8.5: triplets (0,1,2) 0.5 and (1,0,2) 5.5 -> mean 3.0
+    # batch all on squared distances (1, 9, 4), margin 8.5: triplets (0,1,2) 0.5 and (1,0,2)
+    # 5.5 -> mean 3.0
     assert float(losses.batch_all_triplet_loss(labels, embeddings, margin=8.5)) == pytest.approx(
         3.0
     )
@@ -343,6 +345,14 @@ def test_online_losses_are_zero_without_valid_triplets(labels):
     _, embeddings = random_batch(0, size=4)
     assert float(losses.batch_all_triplet_loss(np.array(labels), embeddings)) == 0.0
     assert float(losses.batch_hard_triplet_loss(np.array(labels), embeddings)) == 0.0
+
+
+def test_pairwise_distances_are_the_square_roots_with_a_zero_diagonal():
+    embeddings = np.random.default_rng(4).normal(size=(5, 3)).astype(np.float32)
+    expected = np.sqrt(((embeddings[:, None, :].astype(np.float64) - embeddings[None]) ** 2).sum(-1))
+    distances = as_numpy(losses.pairwise_distances(embeddings))
+    np.testing.assert_allclose(distances, expected, rtol=1e-5, atol=1e-5)
+    assert np.all(np.diag(distances) == 0.0)
 
 
 def test_pairwise_squared_distances_are_exact_and_never_negative():
@@ -366,7 +376,7 @@ def test_pairwise_squared_distances_are_exact_and_never_negative():
 )
 def test_online_gradients_are_finite_with_duplicate_embeddings(function):
     labels, embeddings = random_batch(4, size=8, classes=2)
-    embeddings[1] = embeddings[0]  # a zero distance: no sqrt, so no infinite gradient
+    embeddings[1] = embeddings[0]  # a zero distance: finite gradient (batch-hard's square root too)
     grads = gradient(lambda values: function(labels, values, margin=0.5), embeddings)
     assert np.all(np.isfinite(grads))
     assert np.any(grads != 0.0)

@@ -1,4 +1,5 @@
-"""Triplet losses on squared Euclidean distances (Sections 3.2.1, 3.2.3, 3.2.4).
+"""Triplet losses (Sections 3.2.1, 3.2.3, 3.2.4): on squared Euclidean distances, as Eq. 3.3 and
+Eq. 3.6 write them, except batch-hard, on Euclidean distances as Hermans et al. define it.
 
 Each loss is a plain function (NumPy arrays or backend tensors in, a scalar tensor out, averaged
 over the batch, 0 for an empty batch) with a thin serializable Keras `Loss` class around it. Only
@@ -26,7 +27,12 @@ embeddings the documented clip.
 - `batch_all_triplet_loss`, `batch_hard_triplet_loss`: online mining in a batch of labelled
   embeddings (Section 3.2.3, Hermans et al. 2017): "batch all" averages Eq. 3.3 over the valid
   triplets whose loss is positive; "batch hard" takes the hardest positive and the hardest negative
-  per anchor and averages over the anchors that have both.
+  per anchor and averages over the anchors that have both. Batch-hard works on Euclidean, not
+  squared, distances (`pairwise_distances`), as in Hermans et al. ("In Defense of the Triplet
+  Loss", 2017), who introduced it and found squared distances more prone to collapse: near a
+  collapse the gradient of a squared distance vanishes with the distance itself, that of a
+  Euclidean one does not. On squared distances, batch-hard from the CPU profiles' label-free start
+  collapses (docs/benchmarks.md, "Batch-hard").
 """
 
 from __future__ import annotations
@@ -194,6 +200,14 @@ def pairwise_squared_distances(embeddings):
     return ops.maximum(distances, 0.0) * off_diagonal
 
 
+def pairwise_distances(embeddings):
+    """`(B, B)` Euclidean distances: the square root of `pairwise_squared_distances`, with 1e-12
+    under the root so that the gradient stays finite at a zero distance (diagonal exactly 0)."""
+    squared = pairwise_squared_distances(embeddings)
+    off_diagonal = 1.0 - ops.eye(ops.shape(squared)[0], dtype="float32")
+    return ops.sqrt(squared + 1e-12) * off_diagonal
+
+
 def _label_masks(labels, embeddings):
     """Float masks `(B, B)`: same label and different index (positives), different label."""
     labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
@@ -228,10 +242,11 @@ def batch_all_triplet_loss(labels, embeddings, margin: float = 0.2):
 
 def batch_hard_triplet_loss(labels, embeddings, margin: float = 0.2):
     """Batch-hard online mining (Section 3.2.3): per anchor the farthest positive and the nearest
-    negative; Eq. 3.3 averaged over the anchors that have at least one of each (0 when none)."""
+    negative; Eq. 3.3's hinge on their Euclidean distances (Hermans et al. 2017; module docstring),
+    averaged over the anchors that have at least one of each (0 when none)."""
     _check_non_negative(margin, "margin")
     embeddings = _as_float_tensor(embeddings, "embeddings")
-    distances = pairwise_squared_distances(embeddings)
+    distances = pairwise_distances(embeddings)
     positive_mask, negative_mask = _label_masks(labels, embeddings)
     hardest_positive = ops.max(distances * positive_mask, axis=1, initial=0.0)
     # Push non-negatives beyond every real distance before taking the minimum.
