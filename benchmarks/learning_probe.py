@@ -10,8 +10,6 @@ split. Switches change one thing at a time:
 - `--camera-effects full|half|none`: regenerate the dataset with the cameras' colour cast,
   brightness, contrast and gamma halved (`half`) or with every camera drawn like camera 1 (`none`,
   same scene and optics everywhere). `full` is the package's generator as it is.
-- `--one-batch`: run the three triplet branches as one batch of 3B images, so BatchNorm sees
-  anchors, positives and negatives together (the default model normalises each branch alone).
 - `--zero-init-residual`: set the last BatchNorm scale of every ResNet-50 residual block to 0
   (Goyal et al. 2017), so that a from-scratch network starts as a shallow one.
 
@@ -19,7 +17,7 @@ Every record carries `phase_seconds` (`RunResult.phase_seconds`, kept by the tra
 seconds spent in the warm start, the evaluations (untrained, after the warm start, trained), the
 triplet fits (Keras `fit` with its validation and checkpoint callbacks, including the first step's
 tracing), mining and the checkpoints alone. The switches pass objects to `training.train_row`
-(`build_triplet_model`, `build_embedder`); nothing in the library is patched but the camera styles
+(`build_embedder`); nothing in the library is patched but the camera styles
 of the synthetic generator.
 
 The label-free start (`tripletlib.pretraining`) is a profile field: `--set warm_start=none`
@@ -73,36 +71,6 @@ def soften_cameras(effects: str) -> None:
             synthetic.CAMERAS[camera] = dataclasses.replace(first, view_weights=style.view_weights)
 
 
-class OneBatch(keras.layers.Layer):
-    """(anchor, positive, negative) -> one batch of 3B images."""
-
-    def call(self, inputs):
-        return keras.ops.concatenate(inputs, axis=0)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
-
-
-class SplitThree(keras.layers.Layer):
-    """(3B, D) -> (B, 3, D), undoing `OneBatch`."""
-
-    def call(self, inputs):
-        stacked = keras.ops.reshape(inputs, (3, -1, keras.ops.shape(inputs)[-1]))
-        return keras.ops.transpose(stacked, (1, 0, 2))
-
-    def compute_output_shape(self, input_shape):
-        return (None, 3, input_shape[-1])
-
-
-def one_batch_triplet_model(embedder, augmentation=None, name="triplet_model"):
-    shape = tuple(embedder.inputs[0].shape[1:])
-    inputs = [keras.Input(shape=shape, name=role) for role in ("anchor", "positive", "negative")]
-    images = OneBatch()(inputs)
-    if augmentation is not None:
-        images = augmentation(images)
-    return keras.Model(inputs, SplitThree(dtype="float32")(embedder(images)), name=name)
-
-
 def zero_init_residual_embedder(backbone, **options):
     """`models.build_embedder`, then the last BatchNorm scale of every residual block set to 0."""
     embedder = models.build_embedder(backbone, **options)
@@ -120,7 +88,6 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--camera-effects", choices=CAMERA_EFFECTS, default="full")
-    parser.add_argument("--one-batch", action="store_true")
     parser.add_argument("--zero-init-residual", action="store_true")
     parser.add_argument("--out", default="results/learning_probe")
     parser.add_argument("--data", default=None,
@@ -141,8 +108,6 @@ def main() -> None:
         )
     soften_cameras(args.camera_effects)
     swaps = {}
-    if args.one_batch:
-        swaps["build_triplet_model"] = one_batch_triplet_model
     if args.zero_init_residual:
         swaps["build_embedder"] = zero_init_residual_embedder
 
@@ -179,7 +144,7 @@ def main() -> None:
             "row": args.row,
             "seed": seed,
             "changes": {"set": args.set, "camera_effects": args.camera_effects,
-                        "one_batch": args.one_batch, "zero_init_residual": args.zero_init_residual},
+                        "zero_init_residual": args.zero_init_residual},
             "pretrained_mAP": round(result.metrics["pretrained"]["mAP"], 4)
             if "pretrained" in result.metrics else None,
             "pretraining": result.metrics.get("pretraining"),

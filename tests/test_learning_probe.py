@@ -1,8 +1,8 @@
 """benchmarks/learning_probe.py: its switches do what the documentation table says they do.
 
 The training runs themselves take minutes and live in the benchmark; these tests check the parts
-that decide what a documented number means: typed overrides, the camera patches, the one-batch
-triplet model and the zero-init embedder that the probe passes to `train_row`.
+that decide what a documented number means: typed overrides, the camera patches and the
+zero-init embedder that the probe passes to `train_row`.
 """
 
 from __future__ import annotations
@@ -64,21 +64,6 @@ def test_half_camera_effects_halve_the_colour_cast(probe):
         expected = [1 + (g - 1) / 2 for g in original[camera].gains]
         assert np.allclose(style.gains, expected)
         assert style.wall == original[camera].wall
-
-
-def test_one_batch_model_returns_each_branch_in_its_place(probe):
-    import keras
-
-    inputs = keras.Input(shape=(4,))
-    embedder = keras.Model(inputs, keras.layers.Dense(3, use_bias=False)(inputs))
-    model = probe.one_batch_triplet_model(embedder)
-    rng = np.random.default_rng(0)
-    anchor, positive, negative = (rng.normal(size=(5, 4)).astype("float32") for _ in range(3))
-    stacked = np.asarray(model.predict_on_batch([anchor, positive, negative]))
-    assert stacked.shape == (5, 3, 3)
-    for index, branch in enumerate((anchor, positive, negative)):
-        expected = np.asarray(embedder.predict_on_batch(branch))
-        np.testing.assert_allclose(stacked[:, index], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_zero_init_residual_embedder_takes_the_library_options(probe):

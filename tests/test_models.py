@@ -198,6 +198,21 @@ def test_triplet_model_stacks_shared_embeddings():
         np.testing.assert_allclose(stacked[:, index], expected, atol=1e-6)
 
 
+def test_triplet_model_runs_the_three_branches_as_one_batch():
+    """In training mode BatchNorm normalises the 3B images together: each branch's embedding is
+    the embedder's on the concatenated batch, in its place."""
+    inputs = keras.Input(shape=(4,))
+    embedder = keras.Model(inputs, keras.layers.BatchNormalization()(keras.layers.Dense(3)(inputs)))
+    model = models.build_triplet_model(embedder)
+    rng = np.random.default_rng(0)
+    branches = [rng.normal(size=(5, 4)).astype("float32") for _ in range(3)]
+    stacked = keras.ops.convert_to_numpy(model(branches, training=True))
+    joined = keras.ops.convert_to_numpy(embedder(np.concatenate(branches), training=True))
+    np.testing.assert_allclose(stacked, joined.reshape(3, 5, 3).transpose(1, 0, 2), atol=1e-5)
+    alone = keras.ops.convert_to_numpy(embedder(branches[0], training=True))
+    assert not np.allclose(stacked[:, 0], alone, atol=1e-3)  # not normalised per branch
+
+
 def test_augmentation_runs_per_branch_only_in_training():
     embedder = tiny_embedder()
     triplet = models.build_triplet_model(embedder, augmentation=AddOneWhenTraining())

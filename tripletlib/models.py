@@ -64,11 +64,26 @@ class L2Normalization(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tripletlib")
-class StackEmbeddings(layers.Layer):
-    """Stack the anchor, positive and negative embeddings into one `(B, 3, D)` tensor."""
+class JoinBranches(layers.Layer):
+    """The anchor, positive and negative batches `(B, H, W, C)` -> one batch `(3B, H, W, C)`."""
 
     def call(self, inputs):
-        return ops.stack(inputs, axis=1)
+        return ops.concatenate(inputs, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package="tripletlib")
+class SplitBranches(layers.Layer):
+    """`(3B, D)` embeddings of `JoinBranches`' batch -> `(B, 3, D)`: anchor, positive, negative."""
+
+    def call(self, inputs):
+        stacked = ops.reshape(inputs, (3, -1, ops.shape(inputs)[-1]))
+        return ops.transpose(stacked, (1, 0, 2))
+
+    def compute_output_shape(self, input_shape):
+        return (None, 3, input_shape[-1])
 
 
 INPUT_NORMALIZATIONS = ("caffe", "per-image")
@@ -410,16 +425,20 @@ def build_triplet_model(
 ) -> keras.Model:
     """Triplet network of Figure 3.7: anchor, positive, negative -> shared embedder -> `(B, 3, D)`.
 
-    `augmentation` (e.g. `augment.build_augmentation()`) is applied to each branch separately and is
-    active only when the model runs with `training=True`.
+    The three branches share one embedder and run through it as one batch of 3B images (anchors,
+    then positives, then negatives), so that a training step traces and runs the network once;
+    BatchNorm's batch statistics are those of the 3B images. `augmentation` (e.g.
+    `augment.build_augmentation()`) draws its own transformation for every image and is active
+    only when the model runs with `training=True`.
     """
     shape = _image_input_shape(embedder)
     inputs = [
         keras.Input(shape=shape, dtype="float32", name=role)
         for role in ("anchor", "positive", "negative")
     ]
-    embeddings = [embedder(_augmented(branch, augmentation)) for branch in inputs]
-    return keras.Model(inputs, StackEmbeddings(name="stacked_embeddings", dtype="float32")(embeddings), name=name)
+    images = JoinBranches(name="one_batch")(inputs)
+    embeddings = embedder(_augmented(images, augmentation))
+    return keras.Model(inputs, SplitBranches(name="stacked_embeddings", dtype="float32")(embeddings), name=name)
 
 
 def build_online_model(
