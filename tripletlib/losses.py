@@ -201,11 +201,11 @@ def pairwise_squared_distances(embeddings):
 
 
 def pairwise_distances(embeddings):
-    """`(B, B)` Euclidean distances: the square root of `pairwise_squared_distances`, with 1e-12
-    under the root so that the gradient stays finite at a zero distance (diagonal exactly 0)."""
+    """`(B, B)` Euclidean distances: the square root of `pairwise_squared_distances`, exactly 0
+    where those are 0 (the diagonal), with a finite gradient there (the root of a value kept
+    above 1e-12, discarded by the `where`)."""
     squared = pairwise_squared_distances(embeddings)
-    off_diagonal = 1.0 - ops.eye(ops.shape(squared)[0], dtype="float32")
-    return ops.sqrt(squared + 1e-12) * off_diagonal
+    return ops.where(squared > 0.0, ops.sqrt(ops.maximum(squared, 1e-12)), 0.0)
 
 
 def _label_masks(labels, embeddings):
