@@ -7,6 +7,7 @@ User errors (a bad argument, a missing dataset) print one clear line and exit wi
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -172,7 +173,15 @@ def _command_evaluate(args: argparse.Namespace) -> int:
             **re_ranked) + ", ".join(f"{key} {100 * re_ranked[key]:.1f} %"
                                      for key in ("rank1", "rank5", "mAP")))  # fmt: skip
     sys.stdout.flush()  # printed before anything is written: a read-only folder loses nothing
-    path = save_evaluation(args.model, metrics)
+    try:
+        path = save_evaluation(args.model, metrics)
+    except OSError as error:
+        if error.errno not in READ_ONLY_ERRNOS:
+            raise
+        # A read-only model folder: the metrics above are the result; only their record is missing.
+        print(f"tripletlib evaluate: not saved ({_one_line(error)}); the metrics above are "
+              "complete", file=sys.stderr)
+        return 0
     print(f"written to {path}")
     return 0
 
@@ -506,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 EXPECTED_ERRORS = (ValueError, OSError, BookError)
+# The errors of a folder one may read but not write (permissions, a read-only file system).
+READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _one_line(error: BaseException) -> str:

@@ -58,11 +58,13 @@ def _fsync(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it to `path`, else delete it.
 
     The temporary name ends with `path`'s full name (``.tmp-<id>-embedder.weights.h5``), so
     writers that check the extension (Keras, NumPy) accept it. A folder at `path` is an error.
+    `durable`: flush the file to disk before the rename (False: a killed process still leaves the
+    old file or the new one, a power cut may not; for files a manifest checks, such as images).
     """
     path = Path(path)
     if path.is_dir():
@@ -77,7 +79,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             yield temporary
             if not temporary.exists():
                 raise FileNotFoundError(f"nothing was written to {temporary} for {path}")
-            _fsync(temporary)
+            if durable:
+                _fsync(temporary)
             os.replace(temporary, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -103,9 +106,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def write_bytes_atomic(path: str | os.PathLike, content: bytes) -> Path:
-    """Write `content` to `path` atomically; returns `path`."""
-    with atomic_path(path) as temporary:
+def write_bytes_atomic(path: str | os.PathLike, content: bytes, durable: bool = True) -> Path:
+    """Write `content` to `path` atomically (`atomic_path`); returns `path`."""
+    with atomic_path(path, durable) as temporary:
         Path(temporary).write_bytes(content)
     return Path(path)
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 import colorsys
 import dataclasses
 import functools
+import io
 import itertools
 import logging
 import multiprocessing
 import os
+import re
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -43,7 +45,12 @@ from tripletlib.data import (
     read_synthetic_marker,
     synthetic_file_problems,
 )
-from tripletlib.files import DamagedFileError, write_json_atomic
+from tripletlib.files import (
+    TEMPORARY_PREFIX,
+    DamagedFileError,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -697,8 +704,11 @@ def _write_images(rows: list[tuple]) -> int:
     for folder, file_name, kind, look_index, camera, view, seed in rows:
         look = state["looks"][look_index] if look_index >= 0 else None
         pixels = render_image(look, camera, view, kind, seed, *state["size"], state["occlusion"])
+        encoded = io.BytesIO()
+        Image.fromarray(pixels).save(encoded, format="JPEG", quality=CAMERAS[camera].jpeg_quality)
+        # Not flushed image by image: the marker, written last, records every file's size.
         path = os.path.join(state["out_dir"], folder, file_name)
-        Image.fromarray(pixels).save(path, format="JPEG", quality=CAMERAS[camera].jpeg_quality)
+        write_bytes_atomic(path, encoded.getvalue(), durable=False)
     return len(rows)
 
 
@@ -790,15 +800,23 @@ def _prepare_folder(out_dir: Path, settings: dict, overwrite: bool) -> bool:
 
 def _split_own_files(out_dir: Path, marker: dict, folders) -> tuple[list[Path], list[Path]]:
     """The split folders' entries the generator wrote (named in the marker's manifest, or, for a
-    generation that did not finish, with a Market-1501 image name) and the others."""
+    generation that did not finish, with a Market-1501 image name, or the temporary file of such an
+    image that a killed writer left, `files.atomic_path`) and the others."""
     recorded = marker.get("files") if isinstance(marker.get("files"), dict) else None
     ours, foreign = [], []
     for folder in folders:
         names = recorded.get(folder.name, {}) if recorded is not None else None
         for path in sorted(folder.iterdir()) if folder.is_dir() else ():
-            own = _is_market_image(path) if names is None else path.name in names
+            own = (path.name in names if names is not None
+                   else _is_market_image(path.with_name(_unprefixed(path.name))))  # fmt: skip
             (ours if own and path.is_file() else foreign).append(path)
     return ours, foreign
+
+
+def _unprefixed(name: str) -> str:
+    """`name` without `files.atomic_path`'s temporary prefix (".tmp-<12 hex digits>-"), if any."""
+    match = re.fullmatch(rf"{re.escape(TEMPORARY_PREFIX)}[0-9a-f]{{12}}-(.+)", name)
+    return match.group(1) if match else name
 
 
 def _is_market_image(path: Path) -> bool:

@@ -192,34 +192,35 @@ def train_row(
         return found
     keras.utils.set_random_seed(seed)
     cache = Path(cache_dir) if cache_dir is not None else out_dir.resolve().parent / ".cache"
-    # 1. The data, read and checked before out_dir is touched.
-    splits, train, validation = _prepare_data(profile, mining, data_root, cache, seed, progress)
-    # The inputs are fine: now touch out_dir, one command at a time (files.folder_lock).
-    # A failure before the first checkpoint leaves a new or empty out_dir new or empty again.
-    with _left_as_found(out_dir), files.folder_lock(out_dir, f"train {row}"), _undone(out_dir):
-        if (found := finished()) is not None:  # finished while this one read the data
-            return found
-        runs.check_run_folder(out_dir, run_config, overwrite)  # again: another may have written
-        runs.prepare_run_folder(out_dir, run_config, resume)
-        # 2. The network and its start.
-        options = TrainerOptions(
-            backbone, loss, mining, profile, seed, out_dir, progress, keep_checkpoints,
-            build_embedder=build_embedder or models.build_embedder, loss_function=loss_function,
-            augmentation=augmentation, build_triplet_model=build_triplet_model,
-        )  # fmt: skip
-        trainer = Trainer(options, train, validation)
-        if not (resume and trainer.restore()):
-            _build_start(trainer, splits, cache / "evaluations")
-        # 3. The triplet training.
-        last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
-        trainer.run(until_epoch=last_epoch)
-        if trainer.epochs_completed < epochs:
-            return RunResult(
-                row, out_dir, None, False, trainer.epochs_completed, epochs, trainer.phase_seconds
-            )
-        # 4. The record.
-        metrics = _record(trainer, row, data_root, splits)
-        return RunResult(row, out_dir, metrics, False, epochs, epochs, trainer.phase_seconds)
+    # A failure before the first checkpoint leaves out_dir (new or empty) and the cache folder
+    # as it found them.
+    with _cache_left_as_found(cache, out_dir):
+        # 1. The data, read and checked before out_dir is touched.
+        splits, train, validation = _prepare_data(profile, mining, data_root, cache, seed, progress)
+        # The inputs are fine: now touch out_dir, one command at a time (files.folder_lock).
+        with _left_as_found(out_dir), files.folder_lock(out_dir, f"train {row}"), _undone(out_dir):
+            if (found := finished()) is not None:  # finished while this one read the data
+                return found
+            runs.check_run_folder(out_dir, run_config, overwrite)  # again: another may have written
+            runs.prepare_run_folder(out_dir, run_config, resume)
+            # 2. The network and its start.
+            options = TrainerOptions(
+                backbone, loss, mining, profile, seed, out_dir, progress, keep_checkpoints,
+                build_embedder=build_embedder or models.build_embedder, loss_function=loss_function,
+                augmentation=augmentation, build_triplet_model=build_triplet_model,
+            )  # fmt: skip
+            trainer = Trainer(options, train, validation)
+            if not (resume and trainer.restore()):
+                _build_start(trainer, splits, cache / "evaluations")
+            # 3. The triplet training.
+            last_epoch = epochs if stop_after_epochs is None else min(epochs, stop_after_epochs)
+            trainer.run(until_epoch=last_epoch)
+            if trainer.epochs_completed < epochs:
+                done = trainer.epochs_completed
+                return RunResult(row, out_dir, None, False, done, epochs, trainer.phase_seconds)
+            # 4. The record.
+            metrics = _record(trainer, row, data_root, splits)
+            return RunResult(row, out_dir, metrics, False, epochs, epochs, trainer.phase_seconds)
 
 
 def _prepare_data(profile, mining, data_root, cache, seed, progress):
@@ -301,6 +302,19 @@ def _left_as_found(out_dir: Path) -> Iterator[None]:
         if created:
             with contextlib.suppress(OSError):
                 out_dir.rmdir()
+        raise
+
+
+@contextlib.contextmanager
+def _cache_left_as_found(cache: Path, out_dir: Path) -> Iterator[None]:
+    """A cache folder that did not exist is removed again when the block fails before the
+    run's first checkpoint."""
+    created = not cache.exists()
+    try:
+        yield
+    except BaseException:
+        if created and not (out_dir / "checkpoints" / "latest.json").is_file():
+            shutil.rmtree(cache, ignore_errors=True)
         raise
 
 
