@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 from pathlib import Path
 
-from tripletlib import config, synthetic
+from tripletlib import config, files, synthetic
 from tripletlib.retrieval import annoy_tradeoff, clustered_unit_vectors
 
 MARKET = ("market", 3368, 15913, 751)  # Market-1501's queries, gallery (no junk), identities
@@ -84,14 +85,15 @@ def main() -> None:
                     flush=True,
                 )
     if arguments.csv is not None:
-        with arguments.csv.open("w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=COLUMNS)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(
-                    {key: round(value, 4) if isinstance(value, float) else value
-                     for key, value in row.items()}
-                )  # fmt: skip
+        stream = io.StringIO(newline="")
+        writer = csv.DictWriter(stream, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {key: round(value, 4) if isinstance(value, float) else value
+                 for key, value in row.items()}
+            )  # fmt: skip
+        files.write_text_atomic(arguments.csv, stream.getvalue())
 
 
 if __name__ == "__main__":

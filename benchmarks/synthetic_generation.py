@@ -21,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from tripletlib import files
 from tripletlib.data import load_market1501
 from tripletlib.synthetic import generate_synthetic_market, plan_synthetic_market
 
@@ -79,7 +80,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             root = Path(folder) / "data"
             generate_synthetic_market(root, seed=args.seed, train_ids=40, progress=False)
-            contact_sheet(root, args.seed, train_ids=40).savefig(args.contact_sheet, dpi=80)
+            figure = contact_sheet(root, args.seed, train_ids=40)
+            with files.atomic_path(args.contact_sheet) as temporary:
+                figure.savefig(temporary, dpi=80, format=Path(args.contact_sheet).suffix[1:] or "png")
         print(f"contact sheet written to {args.contact_sheet}")
 
 

@@ -49,7 +49,6 @@ import contextlib
 import dataclasses
 import importlib.metadata
 import inspect
-import json
 import math
 import os
 import platform
@@ -72,6 +71,7 @@ from tripletlib import (
     data,
     devices,
     evaluation,
+    files,
     images,
     losses,
     models,
@@ -891,8 +891,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report = run_benchmark(options, command)
     print(format_report(report))
     if arguments.json is not None:
-        arguments.json.parent.mkdir(parents=True, exist_ok=True)
-        arguments.json.write_text(json.dumps(report, indent=2) + "\n")
+        files.write_json_atomic(arguments.json, report, sort_keys=False)
         print(f"wrote {arguments.json}")
     return report
 

@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+from tripletlib import files
+
 ROOT = Path(__file__).resolve().parents[1]
 THESIS_EPOCHS = 200  # 2 offline iterations x 100 epochs (Section 3.3.1)
 # The thesis row at the thesis' size, without ImageNet (random weights) and on the synthetic set.
@@ -88,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    files.write_text_atomic(path, text)
 
 
 def child_environment() -> dict[str, str]:
