@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if summary["row"].get("finished") else 1
 
 
+# The way out of a damaged file a step wrote (an interrupted step).
+RERUN = "run scripts/gpu_run.py again into a new OUT"
+
+
 def write(path: Path, text: str) -> None:
     files.write_text_atomic(path, text)
 
@@ -171,8 +175,8 @@ def train_starts(args) -> dict:
     status, seconds = run_logged(command, args.start_limit, args.out / "starts.log")
     records = {}
     for record in sorted(folder.glob("*.json")):
-        shutil.copyfile(record, args.out / f"start_{record.name}")
-        records[record.name] = json.loads(record.read_text())
+        files.write_bytes_atomic(args.out / f"start_{record.name}", record.read_bytes())
+        records[record.name] = files.read_json(record, RERUN)
     print(f"starts: status {status} after {seconds} s (limit {args.start_limit} s)", flush=True)
     return {"status": status, "seconds": seconds, "folder": str(folder),
             "records": {name: {key: record.get(key) for key in ("steps", "loss", "seconds")}
@@ -193,12 +197,10 @@ def run_book(args) -> dict:
     for pattern in ("book_run.json", "tables/*", "records/*.json", "runs/*/metrics.json",
                     "runs/*/history.csv", "runs/*/mining.json"):  # fmt: skip
         for path in book_out.glob(pattern):
-            target = kept / path.relative_to(book_out)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+            files.write_bytes_atomic(kept / path.relative_to(book_out), path.read_bytes())
     result = {"status": status, "seconds": seconds, "limit": args.book_limit}
     if (book_out / "book_run.json").is_file():
-        result["notebook_seconds"] = json.loads((book_out / "book_run.json").read_text())["seconds"]
+        result["notebook_seconds"] = files.read_json(book_out / "book_run.json", RERUN)["seconds"]
     print(f"book: status {status} after {seconds} s (limit {args.book_limit} s)", flush=True)
     return result
 
@@ -211,7 +213,7 @@ def run_row(args) -> dict:
         command.append("--tiny")
     run_logged(command, args.row_limit, args.out / "row.log")
     path = args.out / "row.json"
-    result = json.loads(path.read_text()) if path.is_file() else {"finished": False}
+    result = files.read_json(path, RERUN, missing_ok=True) or {"finished": False}
     print(result.get("projection", "row: did not finish within --row-limit"), flush=True)
     return result
 
@@ -259,7 +261,7 @@ def timed_row(args) -> int:
     result["train_images"] = len(list((data_root / "bounding_box_train").glob("*.jpg")))
     for name in ("metrics.json", "history.csv", "config.json", "mining.json"):
         if (out_dir / name).is_file():
-            shutil.copyfile(out_dir / name, args.out / f"row_{name}")
+            files.write_bytes_atomic(args.out / f"row_{name}", (out_dir / name).read_bytes())
     write(args.out / "row.json", json.dumps(result, indent=2))
     print(result["projection"])
     return 0

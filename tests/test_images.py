@@ -129,7 +129,7 @@ def test_missing_file_names_the_file(image_paths, tmp_path):
 
 
 def test_bad_arguments(image_paths):
-    with pytest.raises(ValueError, match="positive integers"):
+    with pytest.raises(ValueError, match="must be an integer >= 1"):
         load_image_array(image_paths, 0, 4)
     with pytest.raises(ValueError, match="file_path"):
         load_image_array(pd.DataFrame({"path": image_paths}), 8, 4)

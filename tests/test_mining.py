@@ -78,7 +78,7 @@ def test_stats_reject_impossible_counts():
     ("embeddings", "person_ids", "neighbours", "message"),
     [
         (LINE, LINE_IDS, 6, "neighbours must be between 1 and"),
-        (LINE, LINE_IDS, 0, "neighbours must be between 1 and"),
+        (LINE, LINE_IDS, 0, "neighbours must be an integer >= 1, got 0"),
         (LINE, LINE_IDS, 2.0, "neighbours must be an integer >= 1"),
         (LINE, LINE_IDS[:5], 2, "person_ids has 5 entries"),
         (LINE[:, 0], LINE_IDS, 2, "2-D array"),

@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from tripletlib import files
+from tripletlib import checks, files
 
 
 class ImageReadError(ValueError):
@@ -91,8 +91,8 @@ def load_image_array(
     written: a cache file there is read, a missing one decoded in memory. A damaged cache file is
     decoded again.
     """
-    if int(height) != height or int(width) != width or height < 1 or width < 1:
-        raise ValueError(f"height={height!r}, width={width!r}; expected positive integers")
+    height = checks.integer(height, "height", whole_float=True)
+    width = checks.integer(width, "width", whole_float=True)
     paths = _paths_of(df_or_paths)
     shape = (len(paths), int(height), int(width), 3)
     cache_file = None

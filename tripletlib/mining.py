@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tripletlib import retrieval, sampling
+from tripletlib import checks, retrieval, sampling
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,7 @@ def _check_inputs(embeddings, person_ids, neighbours: int) -> tuple[np.ndarray, 
         raise ValueError(
             f"person_ids has {len(person_ids)} entries but embeddings has {len(embeddings)} rows"
         )
-    if isinstance(neighbours, bool) or not isinstance(neighbours, int | np.integer):
-        raise ValueError(f"neighbours must be an integer >= 1, got {neighbours!r}")
+    checks.integer(neighbours, "neighbours")
     if not 1 <= neighbours < len(embeddings):
         raise ValueError(
             f"neighbours must be between 1 and the number of other images "

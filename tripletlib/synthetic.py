@@ -33,6 +33,7 @@ import pandas as pd
 from PIL import Image, ImageFilter
 from tqdm.auto import tqdm
 
+from tripletlib import checks
 from tripletlib.data import (
     DISTRACTOR_ID,
     JUNK_ID,
@@ -882,8 +883,7 @@ def generate_synthetic_market(
         raise ValueError(f"image size {image_height}x{image_width}; expected at least 16x8")
     if not 0 <= occlusion_probability <= 1:
         raise ValueError(f"occlusion_probability={occlusion_probability!r}; expected [0, 1]")
-    if int(workers) != workers or workers < 1:
-        raise ValueError(f"workers={workers!r}; expected a positive integer")
+    workers = checks.integer(workers, "workers", whole_float=True)
     plan, looks = plan_synthetic_market(
         train_ids,
         test_ids,

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from tripletlib import checks
+
 SYNTHETIC_NOTE = "synthetic Market-shaped data — not a thesis figure"
 QUERY_BORDER = "black"
 CORRECT_BORDER = "green"
@@ -135,8 +137,7 @@ def plot_sample_images(
     """Grid of sample images (Figs 3.1 and 3.2, Sec. 3.1.1); one axes per image, row by row."""
     images = _as_images(images, "images")
     titles = _check_titles(titles, len(images), "titles")
-    if int(columns) != columns or columns < 1:
-        raise ValueError(f"columns must be a positive integer, got {columns!r}")
+    columns = checks.integer(columns, "columns", whole_float=True)
     columns = min(int(columns), len(images))
     rows = -(-len(images) // columns)
     figure = Figure(figsize=(1.6 * columns, 3.0 * rows + 0.6))
@@ -226,8 +227,7 @@ def plot_ranked_lists(
     gallery = _as_images(gallery_images, "gallery_images")
     ranked = np.asarray(ranked_indices)
     matched = np.asarray(matches)
-    if int(k) != k or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = checks.integer(k, "k", whole_float=True)
     k = int(k)
     if ranked.ndim != 2 or ranked.shape[0] != len(queries):
         raise ValueError(
@@ -307,8 +307,7 @@ def plot_cmc(
     """
     if not curves:
         raise ValueError("curves is empty; expected a dict name -> CMC array")
-    if int(max_rank) != max_rank or max_rank < 1:
-        raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
+    max_rank = checks.integer(max_rank, "max_rank", whole_float=True)
     figure = Figure(figsize=(6, 4))
     axes = figure.add_subplot()
     ranks = np.arange(1, int(max_rank) + 1)
@@ -452,8 +451,7 @@ def plot_embedding_2d(
             f"embeddings {points.shape} and labels ({len(labels)}) must describe the same N points"
         )
     if max_points is not None:
-        if int(max_points) != max_points or max_points < 2:
-            raise ValueError(f"max_points must be an integer >= 2, got {max_points!r}")
+        max_points = checks.integer(max_points, "max_points", 2, whole_float=True)
         if max_points < len(points):
             chosen = np.sort(
                 np.random.default_rng(seed).choice(len(points), int(max_points), replace=False)
