@@ -49,16 +49,16 @@ from tripletlib.quiet import import_keras_quietly  # noqa: E402
 keras = import_keras_quietly()
 
 
-from tripletlib import baseline, config, data, models, synthetic, training  # noqa: E402
+from tripletlib import baseline, config, data, drawing, models, synthetic, training  # noqa: E402
 
 CAMERA_EFFECTS = ("full", "half", "none")
 
 
 def soften_cameras(effects: str) -> None:
-    """Patch `synthetic.CAMERAS` in this process (see the module doc)."""
+    """Patch `drawing.CAMERAS` in this process (see the module doc)."""
     if effects == "half":
-        for camera, style in list(synthetic.CAMERAS.items()):
-            synthetic.CAMERAS[camera] = dataclasses.replace(
+        for camera, style in list(drawing.CAMERAS.items()):
+            drawing.CAMERAS[camera] = dataclasses.replace(
                 style,
                 gains=tuple(1 + (g - 1) / 2 for g in style.gains),
                 brightness=style.brightness / 2,
@@ -66,9 +66,9 @@ def soften_cameras(effects: str) -> None:
                 gamma=1 + (style.gamma - 1) / 2,
             )
     elif effects == "none":
-        first = synthetic.CAMERAS[1]
-        for camera, style in list(synthetic.CAMERAS.items()):
-            synthetic.CAMERAS[camera] = dataclasses.replace(first, view_weights=style.view_weights)
+        first = drawing.CAMERAS[1]
+        for camera, style in list(drawing.CAMERAS.items()):
+            drawing.CAMERAS[camera] = dataclasses.replace(first, view_weights=style.view_weights)
 
 
 def zero_init_residual_embedder(backbone, **options):

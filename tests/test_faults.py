@@ -365,7 +365,7 @@ def test_evaluate_prints_before_it_writes(trained_run, tiny_market_64x32, tmp_pa
 
 
 def test_evaluate_refuses_an_unfinished_synthetic_set(trained_run, synthetic_copy, capsys):
-    """The issue measured metrics over 21 of 545 queries, exit 0."""
+    """Once, metrics were measured over 21 of 545 queries, exit 0: now refused."""
     marker = synthetic_copy / data.SYNTHETIC_MARKER
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "complete": False}))
     before = snapshot(trained_run.out_dir)

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tripletlib import config, synthetic
+from tripletlib import config, drawing
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "learning_probe.py"
 
 
 @pytest.fixture()
 def probe(monkeypatch):
-    # The camera patches change synthetic.CAMERAS in place: give each test its own copy.
-    monkeypatch.setattr(synthetic, "CAMERAS", dict(synthetic.CAMERAS))
+    # The camera patches change drawing.CAMERAS in place: give each test its own copy.
+    monkeypatch.setattr(drawing, "CAMERAS", dict(drawing.CAMERAS))
     spec = importlib.util.spec_from_file_location("learning_probe", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -49,18 +49,18 @@ def test_data_and_camera_effects_exclude_each_other(probe, monkeypatch, tmp_path
 
 
 def test_no_camera_effects_draws_every_camera_like_camera_1(probe):
-    original = dict(synthetic.CAMERAS)
+    original = dict(drawing.CAMERAS)
     probe.soften_cameras("none")
-    first = synthetic.CAMERAS[1]
-    for camera, style in synthetic.CAMERAS.items():
+    first = drawing.CAMERAS[1]
+    for camera, style in drawing.CAMERAS.items():
         assert (style.wall, style.gains, style.texture) == (first.wall, first.gains, first.texture)
         assert style.view_weights == original[camera].view_weights
 
 
 def test_half_camera_effects_halve_the_colour_cast(probe):
-    original = dict(synthetic.CAMERAS)
+    original = dict(drawing.CAMERAS)
     probe.soften_cameras("half")
-    for camera, style in synthetic.CAMERAS.items():
+    for camera, style in drawing.CAMERAS.items():
         expected = [1 + (g - 1) / 2 for g in original[camera].gains]
         assert np.allclose(style.gains, expected)
         assert style.wall == original[camera].wall

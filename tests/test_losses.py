@@ -161,7 +161,7 @@ def test_lossless_clips_distances_above_beta():
 def test_lossless_off_the_unit_sphere_warns_and_saturates():
     """Norm-3 embeddings: every squared distance far above D = 4, both terms clipped. The loss is
     -ln(eps) for the clipped positive plus -ln(1) for the clipped negative = 18.42, its gradient
-    exactly zero, and the call warns (the documented behaviour; the issue found it silent)."""
+    exactly zero, and the call warns (the documented behaviour, not a silent one)."""
     rng = np.random.default_rng(0)
     stacked = rng.normal(size=(4, 3, 8)).astype(np.float32)
     stacked[:, 1] = -stacked[:, 0]  # positive opposite the anchor: d(a, p) = 4 |a|^2 = 36

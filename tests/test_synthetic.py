@@ -12,15 +12,9 @@ import pytest
 
 from tripletlib import data
 from tripletlib.data import identities_per_camera, load_market1501, summarize
+from tripletlib.drawing import CAMERAS, make_looks, random_look, render_image
 from tripletlib.images import load_image_array
-from tripletlib.synthetic import (
-    CAMERAS,
-    generate_synthetic_market,
-    make_looks,
-    plan_synthetic_market,
-    random_look,
-    render_image,
-)
+from tripletlib.synthetic import generate_synthetic_market, plan_synthetic_market
 
 FOLDERS = ("bounding_box_train", "bounding_box_test", "query")
 
