@@ -24,6 +24,18 @@ def test_text_json_and_npz_are_written_whole(tmp_path):
     assert files.leftover_temporary_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("durable", [True, False])
+def test_durable_flushes_before_the_rename(durable, tmp_path, monkeypatch):
+    """durable=False (the synthetic images) renames without the flush; both replace whole."""
+    flushed = []
+    monkeypatch.setattr(files, "_fsync", flushed.append)
+    target = tmp_path / "image.jpg"
+    target.write_bytes(b"old")
+    files.write_bytes_atomic(target, b"new bytes", durable=durable)
+    assert target.read_bytes() == b"new bytes" and files.leftover_temporary_files(tmp_path) == []
+    assert len(flushed) == (1 if durable else 0)
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "metrics.json"
     target.write_text('{"old": true}\n')
