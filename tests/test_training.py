@@ -446,6 +446,17 @@ def test_no_start_leaves_no_pretrained_metrics(tiny_market, tmp_path):
     assert runs.start_state(run.metrics) == "untrained"  # the gain is over random weights
 
 
+def test_hard_fraction_zero_trains_every_iteration_on_random_triplets(tiny_market, tmp_path):
+    """hard_fraction=0 is a valid profile: no mining between iterations (the second iteration
+    once failed after the first had trained, refusing hard negatives with a fraction of 0)."""
+    profile = PROFILE.replace(warm_start=None, hard_fraction=0.0)
+    run = train_row("mildnet", "triplet", "offline", profile, tiny_market, tmp_path / "run",
+                    progress=False)  # fmt: skip
+    assert run.epochs_completed == 2 and run.metrics is not None
+    assert not (tmp_path / "run" / "mining.json").exists()
+    assert not list((tmp_path / "run" / "checkpoints").glob("hard_negatives_*"))
+
+
 def test_rows_of_a_backbone_share_their_untrained_and_pretrained_evaluations(
     offline_run, tiny_market, runs_dir, monkeypatch
 ):

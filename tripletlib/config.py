@@ -65,7 +65,7 @@ class Profile:
     freeze_layers: int = 10
     margin: float = 0.2
     offline_iterations: int = 2
-    hard_fraction: float = 0.3
+    hard_fraction: float = 0.3  # share of hard negatives after the first iteration (0: none mined)
     mining_neighbours: int = 10
     augment: bool = True
     validation_identity_fraction: float = 0.1

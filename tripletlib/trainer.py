@@ -201,7 +201,7 @@ class Trainer:
             )
             return dataset, sampling.FixedEpoch(validation)
         hard_negatives = {}
-        if iteration > 1:
+        if iteration > 1 and profile.hard_fraction > 0:  # hard_fraction 0: random triplets only
             with self.clock("mining"):
                 hard_negatives = self._hard_negatives(iteration, first_epoch)
         dataset = sampling.TripletDataset(
