@@ -457,6 +457,15 @@ def test_hard_fraction_zero_trains_every_iteration_on_random_triplets(tiny_marke
     assert not list((tmp_path / "run" / "checkpoints").glob("hard_negatives_*"))
 
 
+def test_too_many_mining_neighbours_fail_before_the_first_iteration(tiny_market, tmp_path):
+    """The mining between iterations refused them only after the first iteration had trained."""
+    profile = PROFILE.replace(warm_start=None, mining_neighbours=100_000)
+    with pytest.raises(ValueError, match="mining_neighbours=100000 must be below the"):
+        train_row("mildnet", "triplet", "offline", profile, tiny_market, tmp_path / "run",
+                  progress=False)  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+
 def test_rows_of_a_backbone_share_their_untrained_and_pretrained_evaluations(
     offline_run, tiny_market, runs_dir, monkeypatch
 ):

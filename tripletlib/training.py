@@ -238,6 +238,13 @@ def _prepare_data(profile, mining, data_root, cache, seed, progress):
     is_held_out = np.isin(splits["train"].person_ids, held_out)
     train = splits["train"].subset(np.flatnonzero(~is_held_out))
     validation = splits["train"].subset(np.flatnonzero(is_held_out)) if len(held_out) else None
+    mines = mining == "offline" and profile.offline_iterations > 1 and profile.hard_fraction > 0
+    if mines and profile.mining_neighbours >= len(train.person_ids):
+        # Checked here, not when the first iteration has trained and the mining would refuse it.
+        raise ValueError(
+            f"mining_neighbours={profile.mining_neighbours} must be below the "
+            f"{len(train.person_ids)} training images of {data_root}"
+        )
     return splits, train, validation
 
 
